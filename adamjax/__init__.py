@@ -1,0 +1,42 @@
+"""adamjax: the Adam family for JAX, as optax transformations and as triples.
+
+Two faces on one core:
+
+* ``adamjax.adam``, ``adamw``, ``amsgrad``, ``adamax``, ``nadam``,
+  ``adabelief`` and the core ``scale_by_adam`` are ``optax.GradientTransformation``
+  objects that compose with ``optax.chain`` and optax's wrappers.
+* ``adamjax.optimizers`` is a maintained drop-in for
+  ``jax.example_libraries.optimizers`` (``init, update, get_params`` triples).
+"""
+
+from adamjax import optimizers as optimizers
+from adamjax._aliases import adabelief as adabelief
+from adamjax._aliases import adam as adam
+from adamjax._aliases import adamax as adamax
+from adamjax._aliases import adamw as adamw
+from adamjax._aliases import amsgrad as amsgrad
+from adamjax._aliases import nadam as nadam
+from adamjax._core import AdamConfig as AdamConfig
+from adamjax._core import AdamStep as AdamStep
+from adamjax._core import ScaleByAdamState as ScaleByAdamState
+from adamjax._core import adam_step as adam_step
+from adamjax._transform import scale_by_adam as scale_by_adam
+from adamjax._transform import scale_by_learning_rate as scale_by_learning_rate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdamConfig",
+    "AdamStep",
+    "ScaleByAdamState",
+    "adabelief",
+    "adam",
+    "adam_step",
+    "adamax",
+    "adamw",
+    "amsgrad",
+    "nadam",
+    "optimizers",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+]

@@ -1,0 +1,342 @@
+"""The one implementation of the Adam maths.
+
+Everything in adamjax that moves a parameter -- the optax-style transformations,
+the ``init/update/get_params`` triples, the simulator -- calls
+:func:`adam_step` on each array. A variant (AMSGrad, Adamax, NAdam, the centered
+"belief" moment, the p-th power moment, bias correction off) is a switch in
+:class:`AdamConfig`, never a second copy of the update rule.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adamjax import _checks
+
+
+class ScaleByAdamState(NamedTuple):
+    """State of :func:`scale_by_adam`, with optax's field names.
+
+    Attributes:
+      count: int32 scalar, the number of steps taken; saturates at the int32
+        maximum instead of wrapping.
+      mu: first moment, an EMA of the gradients, one array per parameter.
+      nu: second moment, an EMA of ``|g|^p`` (``p = power``, 2 for Adam), of
+        ``(g - mu)^2`` when centered, or the decayed running maximum of ``|g|``
+        when ``power`` is infinite (Adamax).
+      nu_max: the running maximum of ``nu`` (AMSGrad), or ``None``.
+    """
+
+    count: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+    nu_max: optax.Updates = None
+
+
+class AdamConfig(NamedTuple):
+    """The hyperparameters and switches of one Adam variant (already validated).
+
+    Numeric fields are Python numbers or JAX scalars (tracers included), so a
+    config can be built inside ``jit`` or ``vmap``. See :func:`scale_by_adam`
+    for what each field means.
+    """
+
+    b1: Any = 0.9
+    b2: Any = 0.999
+    eps: Any = 1e-8
+    eps_root: Any = 0.0
+    power: Any = 2.0
+    centered: bool = False
+    amsgrad: bool = False
+    nesterov: bool = False
+    bias_correction: bool = True
+    mu_dtype: Any = None
+    nu_dtype: Any = None
+
+
+def make_config(
+    func: str,
+    b1: Any,
+    b2: Any,
+    eps: Any,
+    eps_root: Any,
+    *,
+    power: Any = 2.0,
+    centered: bool = False,
+    amsgrad: bool = False,
+    nesterov: bool = False,
+    bias_correction: bool = True,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> AdamConfig:
+    """Validates hyperparameters for the public call ``func`` and builds a config."""
+    _checks.check_decay(func, "b1", b1)
+    _checks.check_decay(func, "b2", b2)
+    _checks.check_nonnegative(func, "eps", eps)
+    _checks.check_nonnegative(func, "eps_root", eps_root)
+    _checks.check_real(func, "power", power, low=0.0, low_closed=False, allow_inf=True)
+    for name, flag in (
+        ("centered", centered),
+        ("amsgrad", amsgrad),
+        ("nesterov", nesterov),
+        ("bias_correction", bias_correction),
+    ):
+        _checks.check_flag(func, name, flag)
+    return AdamConfig(
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        eps_root=eps_root,
+        power=power,
+        centered=centered,
+        amsgrad=amsgrad,
+        nesterov=nesterov,
+        bias_correction=bias_correction,
+        mu_dtype=_checks.canonical_float_dtype(func, "mu_dtype", mu_dtype),
+        nu_dtype=_checks.canonical_float_dtype(func, "nu_dtype", nu_dtype),
+    )
+
+
+class AdamStep(NamedTuple):
+    """Everything one Adam step computes for one array.
+
+    The transformation keeps ``mu``, ``nu``, ``nu_max`` and ``update``; the
+    simulator records the rest. All arrays are in the compute dtype (float32 or
+    wider); under ``jit`` the unused ones cost nothing.
+    """
+
+    mu: jax.Array
+    nu: jax.Array
+    nu_max: jax.Array | None
+    mu_hat: jax.Array
+    nu_hat: jax.Array
+    denom: jax.Array
+    update: jax.Array
+
+
+def compute_dtype(*dtypes: Any) -> jnp.dtype:
+    """float32 or wider: the dtype Adam's arithmetic runs in for these inputs.
+
+    float16 and bfloat16 inputs are promoted so that ``eps`` (1e-8 underflows
+    in float16) and the bias corrections ``1 - b**t`` stay representable.
+    """
+    widest = max((jnp.dtype(d) for d in dtypes), key=lambda d: d.itemsize)
+    return widest if widest.itemsize > 4 else jnp.dtype(jnp.float32)
+
+
+def _static_power(power: Any) -> float | None:
+    """``power`` as a Python float when it is known at trace time, else None."""
+    if _checks.is_traced(power):
+        return None
+    return float(power)
+
+
+def _bias_correction(decay: Any, count: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    """``1 - decay**count`` in ``dtype`` (float32 or wider, never the state's bf16)."""
+    return 1 - jnp.asarray(decay, dtype) ** count.astype(dtype)
+
+
+def _hyper(value: Any, dtype: jnp.dtype) -> Any:
+    """A hyperparameter ready to meet arrays of ``dtype``.
+
+    Python numbers stay Python numbers (weakly typed: ``1 - 0.9`` is computed in
+    double precision and rounded once, as optax and PyTorch do); JAX and NumPy
+    scalars, which ``inject_hyperparams`` stores in the parameters' dtype, are
+    cast to the compute dtype so they never demote or widen the arithmetic.
+    """
+    if isinstance(value, (int, float)):
+        return value
+    return jnp.asarray(value, dtype)
+
+
+def scale_leaf(factor: Any, x: jax.Array) -> jax.Array:
+    """``factor * x`` computed in float32 or wider and rounded once to ``x``'s dtype.
+
+    A float32 factor (a traced learning rate, a schedule's value) neither
+    promotes a bfloat16 array nor is rounded to bfloat16 before multiplying.
+    """
+    x = jnp.asarray(x)
+    if isinstance(factor, (int, float)):
+        return factor * x
+    dtype = compute_dtype(x.dtype, jnp.result_type(factor))
+    return (jnp.asarray(factor, dtype) * x.astype(dtype)).astype(x.dtype)
+
+
+def adam_step(
+    grad: jax.Array,
+    mu: jax.Array,
+    nu: jax.Array,
+    nu_max: jax.Array | None,
+    count: jax.Array,
+    config: AdamConfig,
+) -> AdamStep:
+    r"""One Adam step for one array.
+
+    With :math:`t` = ``count`` (the step being taken, starting at 1), gradient
+    :math:`g`, :math:`p` = ``power``:
+
+    .. math::
+
+      m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g \\
+      v_t &= \beta_2 v_{t-1} + (1 - \beta_2) |x|^p,
+          \quad x = g \text{ (or } g - m_t \text{ when centered)} \\
+      \hat m_t &= m_t / (1 - \beta_1^t), \qquad \hat v_t = v_t / (1 - \beta_2^t) \\
+      u_t &= \hat m_t / \big((\hat v_t + \epsilon_{root})^{1/p} + \epsilon\big)
+
+    Switches: ``amsgrad`` replaces :math:`v_t` by :math:`\max_{s \le t} v_s`
+    before bias correction (PyTorch's convention); ``centered`` adds
+    :math:`\epsilon_{root}` to the stored :math:`v_t` instead of inside the
+    root (AdaBelief, as optax); ``nesterov`` uses
+    :math:`\hat m_t = \beta_1 m_t/(1-\beta_1^{t+1}) + (1-\beta_1) g/(1-\beta_1^t)`
+    (optax's NAdam); ``power=inf`` keeps :math:`v_t = \max(\beta_2 v_{t-1},
+    |x| + \epsilon_{root})` with no bias correction and :math:`u_t = \hat m_t /
+    (v_t + \epsilon)` (Adamax); ``bias_correction=False`` drops both
+    corrections.
+
+    Args:
+      grad: the gradient (any float dtype).
+      mu, nu, nu_max: this array's state before the step (``nu_max`` is None
+        unless ``config.amsgrad``).
+      count: int32 scalar, the step number ``t >= 1``.
+      config: the variant and its hyperparameters.
+
+    Returns:
+      An :class:`AdamStep` in the compute dtype (:func:`compute_dtype`).
+    """
+    dtype = compute_dtype(grad.dtype, mu.dtype, nu.dtype)
+    b1 = _hyper(config.b1, dtype)
+    b2 = _hyper(config.b2, dtype)
+    eps = _hyper(config.eps, dtype)
+    eps_root = _hyper(config.eps_root, dtype)
+    power = _static_power(config.power)
+
+    g = grad.astype(dtype)
+    mu = (1 - b1) * g + b1 * mu.astype(dtype)
+    x = g - mu if config.centered else g
+    if power == math.inf:
+        nu = jnp.maximum(jnp.abs(x) + eps_root, b2 * nu.astype(dtype))
+    elif power == 2.0:
+        nu = (1 - b2) * (x * x) + b2 * nu.astype(dtype)
+    else:
+        nu = (1 - b2) * jnp.abs(x) ** _hyper(config.power, dtype) + b2 * nu.astype(dtype)
+    if config.centered:
+        nu = nu + eps_root
+    if config.amsgrad:
+        nu_max = jnp.maximum(nu_max.astype(dtype), nu)
+    nu_used = nu_max if config.amsgrad else nu
+
+    if config.bias_correction:
+        bc1 = _bias_correction(config.b1, count, dtype)
+        if config.nesterov:
+            bc1_next = _bias_correction(config.b1, optax.safe_increment(count), dtype)
+            mu_hat = b1 * mu / bc1_next + (1 - b1) * g / bc1
+        else:
+            mu_hat = mu / bc1
+        nu_hat = nu_used if power == math.inf else nu_used / _bias_correction(config.b2, count, dtype)
+    else:
+        mu_hat = b1 * mu + (1 - b1) * g if config.nesterov else mu
+        nu_hat = nu_used
+
+    if power == math.inf:
+        root = nu_hat
+    else:
+        inside = nu_hat if config.centered else nu_hat + eps_root
+        if power == 2.0:
+            root = jnp.sqrt(inside)
+        else:
+            root = inside ** (1 / _hyper(config.power, dtype))
+    denom = root + eps
+    return AdamStep(mu, nu, nu_max, mu_hat, nu_hat, denom, mu_hat / denom)
+
+
+def _check_param_dtype(path: Any, leaf: Any) -> None:
+    dtype = jnp.result_type(leaf)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"Adam needs floating-point parameters; the leaf at {jax.tree_util.keystr(path) or 'the root'} "
+            f"has dtype {dtype}. Cast it (for example `x.astype(jnp.float32)`) or keep it out of the "
+            "optimizer with `optax.masked`."
+        )
+
+
+def init_state(params: optax.Params, config: AdamConfig) -> ScaleByAdamState:
+    """Zero moments shaped like ``params`` (``None`` leaves stay ``None``)."""
+    jax.tree_util.tree_map_with_path(_check_param_dtype, params)
+    mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=config.mu_dtype), params)
+    nu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=config.nu_dtype), params)
+    nu_max = nu if config.amsgrad else None
+    return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, nu_max=nu_max)
+
+
+def check_same_structure(func: str, updates: Any, reference: Any) -> list[jax.Array]:
+    """Flattens ``updates`` after checking that it matches the state's tree.
+
+    Raises:
+      TypeError: the tree structures differ (both are shown).
+      ValueError: a leaf's shape differs from the state's.
+    """
+    treedef = jax.tree.structure(updates)
+    expected = jax.tree.structure(reference)
+    if treedef != expected:
+        raise TypeError(
+            f"{func}: the gradient tree does not match the tree the optimizer state was "
+            f"initialised with.\n  gradients: {treedef}\n  state:     {expected}"
+        )
+    leaves = jax.tree.leaves(updates)
+    for (path, ref), leaf in zip(jax.tree_util.tree_leaves_with_path(reference), leaves):
+        if jnp.shape(leaf) != jnp.shape(ref):
+            raise ValueError(
+                f"{func}: the gradient at {jax.tree_util.keystr(path) or 'the root'} has shape "
+                f"{jnp.shape(leaf)} but the optimizer state there has shape {jnp.shape(ref)}."
+            )
+    return leaves
+
+
+def update_state(
+    updates: optax.Updates, state: ScaleByAdamState, config: AdamConfig, func: str = "scale_by_adam"
+) -> tuple[optax.Updates, ScaleByAdamState]:
+    """Applies :func:`adam_step` to every leaf; updates keep the gradients' dtype."""
+    grads = check_same_structure(func, updates, state.mu)
+    treedef = jax.tree.structure(state.mu)
+    mus = treedef.flatten_up_to(state.mu)
+    nus = treedef.flatten_up_to(state.nu)
+    nu_maxes = treedef.flatten_up_to(state.nu_max) if config.amsgrad else [None] * len(mus)
+    count = optax.safe_increment(state.count)
+
+    new_updates, new_mu, new_nu, new_nu_max = [], [], [], []
+    for grad, mu, nu, nu_max in zip(grads, mus, nus, nu_maxes):
+        grad = jnp.asarray(grad)
+        step = adam_step(grad, mu, nu, nu_max, count, config)
+        new_updates.append(step.update.astype(grad.dtype))
+        new_mu.append(step.mu.astype(mu.dtype))
+        new_nu.append(step.nu.astype(nu.dtype))
+        if config.amsgrad:
+            new_nu_max.append(step.nu_max.astype(nu_max.dtype))
+
+    unflatten = treedef.unflatten
+    return unflatten(new_updates), ScaleByAdamState(
+        count=count,
+        mu=unflatten(new_mu),
+        nu=unflatten(new_nu),
+        nu_max=unflatten(new_nu_max) if config.amsgrad else None,
+    )
+
+
+def transformation(config: AdamConfig, func: str = "scale_by_adam") -> optax.GradientTransformation:
+    """The optax transformation that runs ``config``'s variant of Adam."""
+
+    def init_fn(params: optax.Params) -> ScaleByAdamState:
+        return init_state(params, config)
+
+    def update_fn(
+        updates: optax.Updates, state: ScaleByAdamState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, ScaleByAdamState]:
+        del params
+        return update_state(updates, state, config, func)
+
+    return optax.GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,144 @@
+"""The public face of the core: ``scale_by_adam`` and the learning-rate step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adamjax import _checks, _core
+
+
+def scale_by_adam(
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-8,
+    eps_root: Any = 0.0,
+    *,
+    power: Any = 2.0,
+    centered: bool = False,
+    amsgrad: bool = False,
+    nesterov: bool = False,
+    bias_correction: bool = True,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> optax.GradientTransformation:
+    r"""Rescales updates by Adam's rule; the one core behind every adamjax optimizer.
+
+    For each parameter array, with gradient :math:`g_t` at step :math:`t = 1, 2, \dots`:
+
+    .. math::
+
+      m_t &= \beta_1 m_{t-1} + (1 - \beta_1)\, g_t \\
+      v_t &= \beta_2 v_{t-1} + (1 - \beta_2)\, |g_t|^p \\
+      \hat m_t &= \frac{m_t}{1 - \beta_1^t}, \qquad
+      \hat v_t = \frac{v_t}{1 - \beta_2^t} \\
+      u_t &= \frac{\hat m_t}{(\hat v_t + \epsilon_{root})^{1/p} + \epsilon}
+
+    The output :math:`u_t` is a direction (not yet scaled by a learning rate or
+    negated), as in ``optax.scale_by_adam``. Arithmetic runs in float32 or wider
+    whatever the parameters' dtype, and the updates come back in the gradients'
+    dtype, so float16 and bfloat16 parameters never see ``eps`` underflow.
+
+    Args:
+      b1: decay of the first moment, in ``[0, 1)``.
+      b2: decay of the second moment, in ``[0, 1)``. With ``power != 2`` it is
+        the decay of the p-th power moment.
+      eps: added to the denominator outside the root, ``>= 0``.
+      eps_root: added inside the root, ``>= 0`` (useful when differentiating
+        through the update). With ``centered=True`` it is added to the stored
+        second moment every step (AdaBelief); with ``power=inf`` it is added to
+        ``|g|`` inside the running maximum (PyTorch's and optax's Adamax).
+      power: the moment's order :math:`p > 0`; ``2`` is Adam; other values give
+        the p-th power / p-th root moment of the seed simulator; ``math.inf``
+        gives Adamax (:math:`v_t = \max(\beta_2 v_{t-1}, |g_t| +
+        \epsilon_{root})`, not bias-corrected). May be a tracer (then the
+        general finite-p formula is used).
+      centered: use :math:`(g_t - m_t)^2` instead of :math:`g_t^2`, the
+        "belief" in the gradient of AdaBelief.
+      amsgrad: divide by :math:`\max_{s \le t} v_s` taken over the raw second
+        moment before bias correction (PyTorch's convention; optax takes the
+        maximum after bias correction).
+      nesterov: Nesterov momentum, :math:`\hat m_t = \beta_1 m_t / (1 -
+        \beta_1^{t+1}) + (1 - \beta_1) g_t / (1 - \beta_1^t)` (optax's NAdam).
+      bias_correction: divide the moments by :math:`1 - \beta^t`.
+      mu_dtype: dtype of the stored first moment (``None``: the parameters').
+      nu_dtype: dtype of the stored second moment (and of ``nu_max``).
+
+    Returns:
+      An ``optax.GradientTransformation`` whose state is a
+      :class:`ScaleByAdamState` ``(count, mu, nu, nu_max)``.
+
+    Raises:
+      ValueError: a hyperparameter is out of range (named in the message).
+      TypeError: a hyperparameter has the wrong type.
+
+    Examples:
+      >>> import jax.numpy as jnp, adamjax
+      >>> tx = adamjax.scale_by_adam()
+      >>> params = {"w": jnp.zeros(3)}
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"w": jnp.array([1.0, -2.0, 0.0])}, state)
+      >>> updates["w"]
+      Array([ 1., -1.,  0.], dtype=float32)
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015.
+      Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", 2018 (AMSGrad).
+      Dozat, "Incorporating Nesterov Momentum into Adam", 2016 (NAdam).
+      Zhuang et al., "AdaBelief Optimizer", 2020 (centered moment).
+    """
+    config = _core.make_config(
+        "scale_by_adam",
+        b1,
+        b2,
+        eps,
+        eps_root,
+        power=power,
+        centered=centered,
+        amsgrad=amsgrad,
+        nesterov=nesterov,
+        bias_correction=bias_correction,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )
+    return _core.transformation(config, "scale_by_adam")
+
+
+def _scale(updates: optax.Updates, factor: Any) -> optax.Updates:
+    """``factor * u`` for each update, rounded once back to the update's dtype."""
+    return jax.tree.map(lambda u: _core.scale_leaf(factor, u), updates)
+
+
+def scale_by_learning_rate(learning_rate: Any, *, func: str = "scale_by_learning_rate") -> optax.GradientTransformation:
+    r"""Multiplies updates by :math:`-\eta_t`, keeping each update's dtype.
+
+    ``learning_rate`` is a number, a JAX scalar (a tracer too) or an optax
+    schedule, called with the step count starting at 0, as optax does. Unlike
+    ``optax.scale_by_learning_rate``, a float32 learning rate does not promote
+    bfloat16 updates to float32.
+
+    Args:
+      learning_rate: :math:`\eta`, a number ``>= 0`` or a callable schedule.
+      func: the public call named in error messages.
+
+    Returns:
+      An ``optax.GradientTransformation``: stateless for a constant rate,
+      counting steps (``optax.ScaleByScheduleState``) for a schedule.
+    """
+    _checks.check_learning_rate(func, "learning_rate", learning_rate)
+    if not callable(learning_rate):
+        return optax.stateless(lambda updates, params=None: _scale(updates, -learning_rate))
+
+    def init_fn(params: optax.Params) -> optax.ScaleByScheduleState:
+        del params
+        return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        del params
+        rate = learning_rate(state.count)
+        return _scale(updates, -rate), optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+    return optax.GradientTransformation(init_fn, update_fn)
