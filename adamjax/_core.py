@@ -9,7 +9,10 @@ the ``init/update/get_params`` triples, the simulator -- calls
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -297,6 +300,28 @@ def check_same_structure(func: str, updates: Any, reference: Any) -> list[jax.Ar
     return leaves
 
 
+_RECORDER: contextvars.ContextVar[list | None] = contextvars.ContextVar("adamjax_step_recorder", default=None)
+
+
+@contextlib.contextmanager
+def record_steps() -> Iterator[list]:
+    """Collects the :class:`AdamStep` internals of every core update traced inside.
+
+    While the context is open, each call of an adamjax core update (alone or
+    nested in ``optax.chain``, ``masked``, ...) appends a pytree of
+    :class:`AdamStep` (shaped like the gradients) to the yielded list, in call
+    order. The arrays are whatever the caller is tracing (for instance a
+    ``lax.scan`` body), so the simulator can return them as outputs. A call that
+    is not re-traced (a cached ``jit``) records nothing.
+    """
+    recorded: list = []
+    token = _RECORDER.set(recorded)
+    try:
+        yield recorded
+    finally:
+        _RECORDER.reset(token)
+
+
 def update_state(
     updates: optax.Updates, state: ScaleByAdamState, config: AdamConfig, func: str = "scale_by_adam"
 ) -> tuple[optax.Updates, ScaleByAdamState]:
@@ -308,10 +333,11 @@ def update_state(
     nu_maxes = treedef.flatten_up_to(state.nu_max) if config.amsgrad else [None] * len(mus)
     count = optax.safe_increment(state.count)
 
-    new_updates, new_mu, new_nu, new_nu_max = [], [], [], []
+    new_updates, new_mu, new_nu, new_nu_max, steps = [], [], [], [], []
     for grad, mu, nu, nu_max in zip(grads, mus, nus, nu_maxes):
         grad = jnp.asarray(grad)
         step = adam_step(grad, mu, nu, nu_max, count, config)
+        steps.append(step)
         new_updates.append(step.update.astype(grad.dtype))
         new_mu.append(step.mu.astype(mu.dtype))
         new_nu.append(step.nu.astype(nu.dtype))
@@ -319,6 +345,9 @@ def update_state(
             new_nu_max.append(step.nu_max.astype(nu_max.dtype))
 
     unflatten = treedef.unflatten
+    recorder = _RECORDER.get()
+    if recorder is not None:
+        recorder.append(unflatten(steps))
     return unflatten(new_updates), ScaleByAdamState(
         count=count,
         mu=unflatten(new_mu),
