@@ -10,6 +10,8 @@ Two faces on one core:
 """
 
 from adamjax import optimizers as optimizers
+from adamjax import plot as plot
+from adamjax import signals as signals
 from adamjax._aliases import adabelief as adabelief
 from adamjax._aliases import adam as adam
 from adamjax._aliases import adamax as adamax
@@ -20,6 +22,9 @@ from adamjax._core import AdamConfig as AdamConfig
 from adamjax._core import AdamStep as AdamStep
 from adamjax._core import ScaleByAdamState as ScaleByAdamState
 from adamjax._core import adam_step as adam_step
+from adamjax._simulate import Trace as Trace
+from adamjax._simulate import simulate as simulate
+from adamjax._stats import adam_stats as adam_stats
 from adamjax._transform import scale_by_adam as scale_by_adam
 from adamjax._transform import scale_by_learning_rate as scale_by_learning_rate
 
@@ -29,14 +34,19 @@ __all__ = [
     "AdamConfig",
     "AdamStep",
     "ScaleByAdamState",
+    "Trace",
     "adabelief",
     "adam",
+    "adam_stats",
     "adam_step",
     "adamax",
     "adamw",
     "amsgrad",
     "nadam",
     "optimizers",
+    "plot",
     "scale_by_adam",
     "scale_by_learning_rate",
+    "signals",
+    "simulate",
 ]

@@ -22,45 +22,55 @@ from adamjax import _checks, _core
 from adamjax._transform import scale_by_learning_rate
 
 
-def _coupled_decay(func: str, weight_decay: Any) -> optax.GradientTransformation:
-    r"""PyTorch's L2 term :math:`g \leftarrow g + \lambda\theta`, added before the moments.
+def _weight_decay(func: str, weight_decay: Any, mask: Any = None, *, coupled: bool) -> optax.GradientTransformation:
+    r"""The term :math:`g \leftarrow g + \lambda_t \theta` (before the core when coupled).
 
-    Stateless whatever the value, so the chain's structure does not depend on
-    it. A literal 0 needs no ``params``; a traced value (inside
+    ``weight_decay`` is a number, a JAX scalar (a tracer too) or a schedule of
+    the step count. The product is taken in float32 or wider and rounded once
+    to the gradient's dtype, so a float32 decay keeps bfloat16 updates
+    bfloat16. The state is empty for a constant and a step count for a
+    schedule, whatever the value, so the chain's structure never depends on it.
+
+    A literal 0 needs no ``params``. Otherwise ``update`` needs them, with one
+    exception: for the coupled term a traced value (inside
     ``optax.inject_hyperparams``' jitted update, where even the default 0 is
-    traced) is applied when ``params`` are given and skipped when they are not,
-    since its value cannot be inspected there.
+    traced) is skipped when no ``params`` are given, since it cannot be
+    inspected there.
     """
-    if callable(weight_decay) and not _checks.is_traced(weight_decay):
-        return optax.add_decayed_weights(weight_decay)
-    _checks.check_nonnegative(func, "weight_decay", weight_decay)
-    literal_zero = not _checks.is_traced(weight_decay) and float(weight_decay) == 0.0
+    schedule = callable(weight_decay) and not _checks.is_traced(weight_decay)
+    if not schedule:
+        _checks.check_nonnegative(func, "weight_decay", weight_decay)
+    literal_zero = not schedule and not _checks.is_traced(weight_decay) and float(weight_decay) == 0.0
 
-    def add_decay(updates: optax.Updates, params: optax.Params | None) -> optax.Updates:
+    def add_decay(updates: optax.Updates, params: optax.Params | None, rate: Any) -> optax.Updates:
         if literal_zero:
             return updates
         if params is None:
-            if _checks.is_traced(weight_decay):
+            if coupled and _checks.is_traced(weight_decay):
                 return updates
-            raise ValueError(
-                f"`{func}(weight_decay={weight_decay!r})` needs the parameters: call "
-                "`update(grads, state, params)`."
-            )
+            raise ValueError(f"`{func}(weight_decay=...)` needs the parameters: call `update(grads, state, params)`.")
+        _core.check_same_structure(func, updates, params)
         return jax.tree.map(
-            lambda g, p: None if g is None else g + _core.scale_leaf(weight_decay, jnp.asarray(p, jnp.result_type(g))),
+            lambda g, p: None if g is None else g + _core.scale_leaf(rate, jnp.asarray(p, jnp.result_type(g))),
             updates,
             params,
             is_leaf=lambda x: x is None,
         )
 
-    return optax.stateless(add_decay)
+    if schedule:
 
+        def init_fn(params: optax.Params) -> optax.ScaleByScheduleState:
+            del params
+            return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
 
-def _decoupled_decay(func: str, weight_decay: Any, mask: Any) -> optax.GradientTransformation:
-    """optax's ``add_decayed_weights`` (AdamW's term, scaled by the learning rate after it)."""
-    if not callable(weight_decay) or _checks.is_traced(weight_decay):
-        _checks.check_nonnegative(func, "weight_decay", weight_decay)
-    return optax.add_decayed_weights(weight_decay, mask)
+        def update_fn(updates, state, params=None):
+            updates = add_decay(updates, params, weight_decay(state.count))
+            return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+        tx = optax.GradientTransformation(init_fn, update_fn)
+    else:
+        tx = optax.stateless(lambda updates, params: add_decay(updates, params, weight_decay))
+    return tx if mask is None else optax.masked(tx, mask)
 
 
 def _build(
@@ -79,9 +89,9 @@ def _build(
     """Validates everything for ``func`` and chains decay, core and learning rate."""
     _checks.check_learning_rate(func, "learning_rate", learning_rate)
     config = _core.make_config(func, b1, b2, eps, eps_root, **switches)
-    parts = [_coupled_decay(func, coupled_decay), _core.transformation(config, func)]
+    parts = [_weight_decay(func, coupled_decay, coupled=True), _core.transformation(config, func)]
     if decoupled_decay is not None:
-        parts.append(_decoupled_decay(func, decoupled_decay, mask))
+        parts.append(_weight_decay(func, decoupled_decay, mask, coupled=False))
     parts.append(scale_by_learning_rate(learning_rate, func=func))
     return optax.chain(*parts)
 

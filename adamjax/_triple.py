@@ -1,0 +1,307 @@
+"""The ``(init, update, get_params)`` triple: its state, the ``optimizer`` decorator, serialisation.
+
+The contract is ``jax.example_libraries.optimizers``': ``init(params)`` returns
+an :class:`OptimizerState`, ``update(i, grads, state)`` returns the next one,
+``get_params(state)`` returns the parameters, and ``get_params(init(p))`` is
+``p``. What differs is speed: the tree-level ``update`` is jitted with ``i``
+traced, so a plain Python loop compiles once instead of once per step.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import optax
+
+Array = Any
+Params = Any  # a pytree of arrays
+State = Any  # the state of one parameter array, a pytree
+Updates = Params  # gradients, shaped like the parameters
+Step = int
+
+# The per-array functions an `@optimizer` maker returns.
+OptimizerResult = tuple[
+    Callable[[Array], State],
+    Callable[[Step, Array, State], State],
+    Callable[[State], Array],
+]
+
+
+class OptimizerState(NamedTuple):
+    """The state of a triple built by :func:`optimizer`: the per-array states, flattened.
+
+    A registered pytree whose only child is ``packed_state``; the two tree
+    definitions are static, so the state passes through ``jit`` and ``scan``.
+
+    Attributes:
+      packed_state: one flat list of leaves per parameter array.
+      tree_def: the structure of the parameters.
+      subtree_defs: the structure of each parameter array's state.
+    """
+
+    packed_state: Any
+    tree_def: Any
+    subtree_defs: Any
+
+
+jax.tree_util.register_pytree_node(
+    OptimizerState,
+    lambda state: ((state.packed_state,), (state.tree_def, state.subtree_defs)),
+    lambda aux, children: OptimizerState(children[0], aux[0], aux[1]),
+)
+
+InitFn = Callable[[Params], OptimizerState]
+UpdateFn = Callable[[Step, Updates, OptimizerState], OptimizerState]
+ParamsFn = Callable[[OptimizerState], Params]
+
+
+class Optimizer(NamedTuple):
+    """An ``(init_fn, update_fn, params_fn)`` triple working on whole pytrees."""
+
+    init_fn: InitFn
+    update_fn: UpdateFn
+    params_fn: ParamsFn
+
+
+# Raised while tracing a per-array update that needs a concrete `i` (Python
+# control flow or indexing on it); such an optimizer then runs without jit.
+_UNTRACEABLE = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.TracerArrayConversionError,
+)
+
+
+def _check_grad_tree(func: str, grads: Any, tree_def: Any) -> list:
+    grad_leaves, grad_def = jax.tree.flatten(grads)
+    if grad_def != tree_def:
+        raise TypeError(
+            f"{func}: the gradient tree does not match the parameter tree the optimizer state was "
+            f"initialised with.\n  parameters: {tree_def}\n  gradients:  {grad_def}"
+        )
+    return grad_leaves
+
+
+def optimizer(opt_maker: Callable[..., OptimizerResult]) -> Callable[..., Optimizer]:
+    """Decorator: lifts per-array ``(init, update, get_params)`` functions to pytrees.
+
+    ``opt_maker(*args, **kwargs)`` returns functions on one array:
+    ``init(x0) -> s``, ``update(i, g, s) -> s`` and ``get_params(s) -> x``,
+    where the state ``s`` is any pytree. The decorated maker returns an
+    :class:`Optimizer` whose functions take pytrees of parameters and an
+    :class:`OptimizerState`, exactly as ``jax.example_libraries.optimizers``.
+
+    The tree-level ``update`` is compiled with ``jax.jit`` on its first call,
+    with ``i`` traced, so calling it from a Python loop with ``i = 0, 1, 2, ...``
+    compiles once (again only if the shapes or dtypes change). Buffers are not
+    donated: an old state stays valid. If the per-array ``update`` cannot be
+    traced -- Python control flow on ``i``, such as ``if i == 0:`` -- that
+    optimizer falls back, permanently, to running it eagerly with ``i`` as given.
+
+    Args:
+      opt_maker: a function returning the per-array ``(init, update,
+        get_params)`` triple (for example annotated ``-> OptimizerResult``).
+
+    Returns:
+      A function with ``opt_maker``'s signature returning an :class:`Optimizer`.
+
+    Raises:
+      TypeError (from ``update``): the gradients' tree differs from the
+        parameters' (both structures are shown), or the per-array ``update``
+        changed the structure of its state.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from adamjax.optimizers import optimizer, make_schedule, OptimizerResult
+      >>> @optimizer
+      ... def sign_sgd(step_size) -> OptimizerResult:
+      ...     step_size = make_schedule(step_size)
+      ...     return (lambda x: x), (lambda i, g, x: x - step_size(i) * jnp.sign(g)), (lambda x: x)
+      >>> init, update, get_params = sign_sgd(0.5)
+      >>> get_params(update(0, {"w": jnp.array([2.0, -3.0])}, init({"w": jnp.zeros(2)})))
+      {'w': Array([-0.5,  0.5], dtype=float32)}
+    """
+
+    @functools.wraps(opt_maker)
+    def tree_opt_maker(*args: Any, **kwargs: Any) -> Optimizer:
+        triple = opt_maker(*args, **kwargs)
+        if not isinstance(triple, tuple) or len(triple) != 3:
+            raise TypeError(
+                f"`@optimizer` expects `{getattr(opt_maker, '__name__', opt_maker)}` to return an "
+                f"(init, update, get_params) triple; got {type(triple).__name__}."
+            )
+        init, update, get_params = triple
+
+        @functools.wraps(init)
+        def tree_init(x0_tree: Params) -> OptimizerState:
+            x0_leaves, tree_def = jax.tree.flatten(x0_tree)
+            flat = [jax.tree.flatten(init(x0)) for x0 in x0_leaves]
+            return OptimizerState(
+                tuple(leaves for leaves, _ in flat), tree_def, tuple(subtree_def for _, subtree_def in flat)
+            )
+
+        def apply(i: Any, grad_tree: Updates, opt_state: OptimizerState) -> OptimizerState:
+            packed_state, tree_def, subtree_defs = opt_state
+            # Under jit this runs only when tracing; the gradients' tree is part
+            # of jit's cache key, so a new tree is always checked.
+            grad_leaves = _check_grad_tree("optimizer update", grad_tree, tree_def)
+            new_packed = []
+            for g, leaves, subtree_def in zip(grad_leaves, packed_state, subtree_defs, strict=True):
+                new_leaves, new_def = jax.tree.flatten(update(i, g, jax.tree.unflatten(subtree_def, leaves)))
+                if new_def != subtree_def:
+                    raise TypeError(
+                        "optimizer update: the per-array update returned a state whose structure "
+                        f"differs from its input.\n  input:  {subtree_def}\n  output: {new_def}"
+                    )
+                new_packed.append(new_leaves)
+            return OptimizerState(tuple(new_packed), tree_def, subtree_defs)
+
+        jitted_apply = jax.jit(apply)
+        eager = False
+
+        @functools.wraps(update)
+        def tree_update(i: Step, grad_tree: Updates, opt_state: OptimizerState) -> OptimizerState:
+            nonlocal eager
+            if eager:
+                return apply(i, grad_tree, opt_state)
+            try:
+                return jitted_apply(i, grad_tree, opt_state)
+            except _UNTRACEABLE:
+                # Switch for good only if the eager call works: the error may
+                # instead come from the caller's own jit, where `i` is traced.
+                new_state = apply(i, grad_tree, opt_state)
+                eager = True
+                return new_state
+
+        @functools.wraps(get_params)
+        def tree_get_params(opt_state: OptimizerState) -> Params:
+            packed_state, tree_def, subtree_defs = opt_state
+            states = [jax.tree.unflatten(d, leaves) for d, leaves in zip(subtree_defs, packed_state, strict=True)]
+            return jax.tree.unflatten(tree_def, [get_params(s) for s in states])
+
+        return Optimizer(tree_init, tree_update, tree_get_params)
+
+    return tree_opt_maker
+
+
+class TransformationState(NamedTuple):
+    """State of :func:`from_transformation`: the parameters and the transformation's state."""
+
+    params: Params
+    inner_state: optax.OptState
+
+
+def from_transformation(tx: optax.GradientTransformation) -> Optimizer:
+    """The ``(init, update, get_params)`` triple of an optax transformation.
+
+    ``update(i, grads, state)`` computes ``updates, inner = tx.update(grads,
+    state.inner_state, state.params)`` and returns the parameters moved by
+    ``optax.apply_updates``; it is jitted and does not donate buffers. The step
+    index ``i`` is ignored: the transformation counts its own steps (so its
+    schedules see 0, 1, 2, ... whatever ``i`` is passed), which gives the
+    same trajectory as the triple when ``i`` runs 0, 1, 2, ...
+
+    Args:
+      tx: any ``optax.GradientTransformation`` (adamjax's or optax's).
+
+    Returns:
+      An :class:`Optimizer` whose state is a :class:`TransformationState`.
+
+    Raises:
+      TypeError: ``tx`` is not a transformation; (from ``update``) the
+        gradients' tree differs from the parameters'.
+
+    Examples:
+      >>> import jax.numpy as jnp, adamjax
+      >>> init, update, get_params = adamjax.optimizers.from_transformation(adamjax.adam(0.1))
+      >>> params = get_params(update(0, jnp.array([1.0, -1.0]), init(jnp.zeros(2))))
+      >>> [round(float(p), 4) for p in params]  # Adam's first step is -lr * sign(g)
+      [-0.1, 0.1]
+    """
+    if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+        raise TypeError(
+            "`from_transformation(tx)` needs an optax.GradientTransformation (with `init` and "
+            f"`update`); got {type(tx).__name__}."
+        )
+
+    def init(params: Params) -> TransformationState:
+        return TransformationState(params, tx.init(params))
+
+    @jax.jit
+    def step(grads: Updates, state: TransformationState) -> TransformationState:
+        # Checked while tracing; a new gradient tree always retraces.
+        _check_grad_tree("from_transformation update", grads, jax.tree.structure(state.params))
+        updates, inner_state = tx.update(grads, state.inner_state, state.params)
+        return TransformationState(optax.apply_updates(state.params, updates), inner_state)
+
+    def update(i: Step, grads: Updates, state: TransformationState) -> TransformationState:
+        del i  # the transformation keeps its own step count
+        return step(grads, state)
+
+    def get_params(state: TransformationState) -> Params:
+        return state.params
+
+    return Optimizer(init, update, get_params)
+
+
+class JoinPoint:
+    """Marks, in an unpacked state, where the parameter tree ends and a per-array state begins.
+
+    Not a pytree node: to ``jax.tree`` functions it is a leaf holding ``subtree``.
+    """
+
+    def __init__(self, subtree: Any):
+        self.subtree = subtree
+
+    def __iter__(self):
+        # Look like a one-element container, as jax.example_libraries' JoinPoint does.
+        yield self.subtree
+
+
+def unpack_optimizer_state(opt_state: OptimizerState) -> Any:
+    """Turns an :class:`OptimizerState` into a plain pytree, for serialisation.
+
+    Args:
+      opt_state: a state made by an :func:`optimizer` triple.
+
+    Returns:
+      The parameter tree with a :class:`JoinPoint` at each leaf, holding that
+      array's state pytree (``jax.example_libraries``' format).
+    """
+    packed_state, tree_def, subtree_defs = opt_state
+    subtrees = [jax.tree.unflatten(d, leaves) for d, leaves in zip(subtree_defs, packed_state, strict=True)]
+    return jax.tree.unflatten(tree_def, [JoinPoint(s) for s in subtrees])
+
+
+def _is_join_point(value: Any) -> bool:
+    # Also accept jax.example_libraries' JoinPoint (for example from an old
+    # pickle) without importing that module.
+    return isinstance(value, JoinPoint) or (type(value).__name__ == "JoinPoint" and hasattr(value, "subtree"))
+
+
+def pack_optimizer_state(marked_pytree: Any) -> OptimizerState:
+    """The inverse of :func:`unpack_optimizer_state`.
+
+    Args:
+      marked_pytree: a pytree whose leaves are :class:`JoinPoint` objects (this
+        module's or ``jax.example_libraries``').
+
+    Returns:
+      The equivalent :class:`OptimizerState`.
+
+    Raises:
+      TypeError: a leaf is not a :class:`JoinPoint`.
+    """
+    join_points, tree_def = jax.tree.flatten(marked_pytree)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(marked_pytree):
+        if not _is_join_point(leaf):
+            raise TypeError(
+                "`pack_optimizer_state` expects a pytree whose leaves are all JoinPoints (as made by "
+                f"`unpack_optimizer_state`); the leaf at {jax.tree_util.keystr(path) or 'the root'} is a "
+                f"{type(leaf).__name__}."
+            )
+    flat = [jax.tree.flatten(point.subtree) for point in join_points]
+    return OptimizerState(tuple(leaves for leaves, _ in flat), tree_def, tuple(d for _, d in flat))

@@ -1,0 +1,160 @@
+"""Figures: real PNGs with drawn content, the seed's trend lines, matplotlib kept optional."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import seed_transcriptions as seeds
+from matplotlib.figure import Figure
+from matplotlib.image import imread
+
+import adamjax
+from adamjax import plot, signals
+
+
+def read_png(path):
+    """The image as an [H, W, 3] float array and the fraction of its pixels that are not white."""
+    image = imread(path)[..., :3]
+    return image, float(np.mean(np.any(image < 0.9, axis=-1)))
+
+
+def check_png(fig, path, min_ink=0.03):
+    fig.savefig(path, dpi=50)
+    image, ink = read_png(path)
+    width, height = fig.get_size_inches() * 50
+    assert image.shape[:2] == (round(height), round(width))
+    assert ink > min_ink, f"only {ink:.1%} of the figure is drawn"
+
+
+def lines_by_label(ax):
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+@pytest.fixture(scope="module")
+def sine_trace():
+    return adamjax.simulate(adamjax.adam(1e-3), signals.sine(300, dtype=jnp.float64))
+
+
+@pytest.fixture(scope="module")
+def long_trace():
+    return adamjax.simulate(adamjax.adam(1e-3), signals.swinging_soft(2000, seed=1))
+
+
+def test_trace_figure_draws_the_seed000_curves(sine_trace, tmp_path):
+    fig = plot.trace(sine_trace, title="sine")
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    lines = lines_by_label(ax)
+    ref = seeds.seed000_plot(np.asarray(sine_trace.grad), 0.9, 0.999, 1e-8)
+    np.testing.assert_allclose(lines["gradient $g_t$"].get_ydata(), np.asarray(sine_trace.grad))
+    np.testing.assert_allclose(lines[r"$\hat m_t$ (bias-corrected)"].get_ydata(), ref["m_hat"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(lines[r"$\hat m_t$ trend"].get_ydata(), ref["m_hat_trend"], rtol=1e-9, atol=1e-12)
+    denominator = r"$\sqrt{\hat v_t}$ $+\ \epsilon$"
+    np.testing.assert_allclose(lines[denominator].get_ydata(), ref["v_hat_root"] + 1e-8, rtol=1e-12)
+    np.testing.assert_allclose(lines[denominator + " trend"].get_ydata(), ref["v_hat_root_trend"] + 1e-8, rtol=1e-9)
+    step = [label for label in lines if label.startswith("Adam step")]
+    np.testing.assert_allclose(lines[step[0]].get_ydata(), ref["adam_step"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(lines["gradient $g_t$"].get_xdata(), np.arange(1, 301))
+    check_png(fig, tmp_path / "trace.png")
+
+
+def test_trace_update_option_and_power_label(tmp_path):
+    trace = adamjax.simulate(adamjax.adam(0.1, power=4.0), signals.uniform(100, seed=0))
+    fig = plot.trace(trace, power=4.0, step="update", trends=False)
+    lines = lines_by_label(fig.axes[0])
+    assert r"$\hat v_t^{1/4}$ $+\ \epsilon$" in lines
+    assert not any("trend" in label for label in lines)
+    np.testing.assert_allclose(lines["update $u_t$ (after the learning rate)"].get_ydata(), trace.update, rtol=1e-6)
+    check_png(fig, tmp_path / "p4.png")
+
+
+def test_linear_trend_is_the_least_squares_line():
+    values = np.array([1.0, 3.0, 2.0, 5.0])
+    t = np.arange(1, 5)
+    slope, intercept = np.linalg.lstsq(np.stack([t, np.ones(4)], axis=1), values, rcond=None)[0]
+    np.testing.assert_allclose(plot.linear_trend(values), slope * t + intercept)
+    np.testing.assert_allclose(plot.linear_trend([4.0]), [4.0])
+
+
+def test_windows_figure_shows_first_and_last_window(long_trace, tmp_path):
+    fig = plot.windows(long_trace, 150, title="soft")
+    first, last = fig.axes
+    assert first.get_lines()[0].get_xdata()[[0, -1]].tolist() == [1, 150]
+    assert last.get_lines()[0].get_xdata()[[0, -1]].tolist() == [1851, 2000]
+    raw_root = lines_by_label(last)[r"$\sqrt{v_t}$"].get_ydata()
+    np.testing.assert_allclose(raw_root, np.sqrt(np.asarray(long_trace.nu[-150:], np.float64)), rtol=1e-6)
+    check_png(fig, tmp_path / "windows.png")
+
+
+def test_compare_mapping_and_stacked_trace(tmp_path):
+    grads = signals.swinging(1000, seed=2)
+    runs = {
+        "adam": adamjax.simulate(adamjax.adam(1e-3), grads),
+        "p=4": adamjax.simulate(adamjax.adam(1e-3, power=4.0), grads),
+        "centered": adamjax.simulate(adamjax.adam(1e-3, centered=True), grads),
+    }
+    fig = plot.compare(runs, fields=("direction", "denom", "mu_hat"), title="variants")
+    assert len(fig.axes) == 3
+    for ax in fig.axes:
+        labels = [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
+        assert labels == ["adam", "p=4", "centered"]
+    check_png(fig, tmp_path / "compare.png")
+
+    stacked = adamjax.Trace(*(None if x is None else jnp.stack([x, x * 2]) for x in runs["adam"]))
+    fig = plot.compare(stacked, labels=["b2=0.9", "b2=0.99"], window=100)
+    assert len(fig.axes) == 4
+    curves = [line for line in fig.axes[0].get_lines() if line.get_label() == "b2=0.99"]
+    np.testing.assert_allclose(curves[0].get_ydata(), 2 * np.asarray(runs["adam"].direction[:100]), rtol=1e-6)
+    check_png(fig, tmp_path / "stacked.png")
+
+
+def test_index_selects_a_coordinate(tmp_path):
+    grads = jnp.stack([signals.sine(100), signals.alternating(100)], axis=1)
+    trace = adamjax.simulate(adamjax.adam(1e-3), grads)
+    with pytest.raises(ValueError, match=r"pass `index=`"):
+        plot.trace(trace)
+    fig = plot.trace(trace, index=1)
+    np.testing.assert_allclose(lines_by_label(fig.axes[0])["gradient $g_t$"].get_ydata(), signals.alternating(100))
+
+
+def test_bad_arguments(long_trace):
+    with pytest.raises(ValueError, match=r"window=...\)` must be an integer in \[1, 2000\]"):
+        plot.windows(long_trace, 2001)
+    with pytest.raises(ValueError, match="unknown trace field 'speed'"):
+        plot.compare({"a": long_trace}, fields=("speed",))
+    with pytest.raises(ValueError, match="needs 2000 labels"):
+        plot.compare(long_trace, labels=["a", "b"])
+    with pytest.raises(ValueError, match="has no 'nu_max'"):
+        plot.compare({"a": long_trace}, fields=("nu_max",))
+    with pytest.raises(ValueError, match="'direction' or 'update'"):
+        plot.trace(long_trace, step="mu")
+
+
+def test_missing_matplotlib_raises_import_error_with_install_hint(monkeypatch, long_trace):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"pip install adamjax\[plot\]"):
+        plot.trace(long_trace)
+
+
+def test_importing_adamjax_does_not_import_matplotlib_and_plots_skip_pyplot():
+    code = (
+        "import sys, adamjax, adamjax.plot\n"
+        "assert 'matplotlib' not in sys.modules, 'import adamjax imported matplotlib'\n"
+        "trace = adamjax.simulate(adamjax.adam(1e-3), adamjax.signals.sine(50))\n"
+        "adamjax.plot.trace(trace).savefig(sys.argv[1])\n"
+        "assert 'matplotlib' in sys.modules\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'adamjax.plot used pyplot'\n"
+        "print('ok')\n"
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = subprocess.run(
+            [sys.executable, "-c", code, f"{tmp}/a.png"], capture_output=True, text=True, timeout=120
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
