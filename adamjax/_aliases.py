@@ -12,7 +12,8 @@ concrete and once with traced values) sees the same structure each time.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -259,8 +260,16 @@ def amsgrad(
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", 2018.
     """
     return _build(
-        "amsgrad", learning_rate, b1, b2, eps, eps_root, coupled_decay=weight_decay, amsgrad=True,
-        mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+        "amsgrad",
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        coupled_decay=weight_decay,
+        amsgrad=True,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
     )
 
 
@@ -334,8 +343,16 @@ def nadam(
       Dozat, "Incorporating Nesterov Momentum into Adam", 2016.
     """
     return _build(
-        "nadam", learning_rate, b1, b2, eps, eps_root, coupled_decay=weight_decay, nesterov=True,
-        mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+        "nadam",
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        coupled_decay=weight_decay,
+        nesterov=True,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
     )
 
 

@@ -33,9 +33,7 @@ def _as_real_scalar(func: str, name: str, value: Any) -> float:
     if isinstance(value, (jax.Array, np.ndarray, np.generic)):
         dtype = np.dtype(value.dtype)
         if np.ndim(value) != 0:
-            raise ValueError(
-                f"`{func}({name}=...)` must be a scalar; got an array of shape {np.shape(value)}."
-            )
+            raise ValueError(f"`{func}({name}=...)` must be a scalar; got an array of shape {np.shape(value)}.")
         if dtype.kind not in "iuf" and not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"`{func}({name}=...)` must be a real number; got dtype {dtype}.")
         return float(value)
@@ -72,7 +70,9 @@ def check_real(
     number = _as_real_scalar(func, name, value)
     lo = "-inf" if low is None else f"{low:g}"
     hi = "inf" if high is None else f"{high:g}"
-    allowed = f"{'[' if low_closed and low is not None else '('}{lo}, {hi}{']' if high_closed and high is not None else ')'}"
+    allowed = (
+        f"{'[' if low_closed and low is not None else '('}{lo}, {hi}{']' if high_closed and high is not None else ')'}"
+    )
     if math.isnan(number):
         raise ValueError(f"`{func}({name}=...)` must be in {allowed}; got nan.")
     if math.isinf(number) and not (allow_inf and number > 0):
@@ -129,12 +129,10 @@ def canonical_float_dtype(func: str, name: str, value: Any) -> jnp.dtype | None:
         dtype = jnp.dtype(value)
     except TypeError:
         raise TypeError(
-            f"`{func}({name}=...)` must be None or a floating dtype such as jnp.float32 or "
-            f"jnp.bfloat16; got {value!r}."
+            f"`{func}({name}=...)` must be None or a floating dtype such as jnp.float32 or jnp.bfloat16; got {value!r}."
         ) from None
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(
-            f"`{func}({name}=...)` must be None or a floating dtype such as jnp.float32 or "
-            f"jnp.bfloat16; got {dtype}."
+            f"`{func}({name}=...)` must be None or a floating dtype such as jnp.float32 or jnp.bfloat16; got {dtype}."
         )
     return jax.dtypes.canonicalize_dtype(dtype)

@@ -291,7 +291,7 @@ def check_same_structure(func: str, updates: Any, reference: Any) -> list[jax.Ar
             f"initialised with.\n  gradients: {treedef}\n  state:     {expected}"
         )
     leaves = jax.tree.leaves(updates)
-    for (path, ref), leaf in zip(jax.tree_util.tree_leaves_with_path(reference), leaves):
+    for (path, ref), leaf in zip(jax.tree_util.tree_leaves_with_path(reference), leaves, strict=True):
         if jnp.shape(leaf) != jnp.shape(ref):
             raise ValueError(
                 f"{func}: the gradient at {jax.tree_util.keystr(path) or 'the root'} has shape "
@@ -334,7 +334,7 @@ def update_state(
     count = optax.safe_increment(state.count)
 
     new_updates, new_mu, new_nu, new_nu_max, steps = [], [], [], [], []
-    for grad, mu, nu, nu_max in zip(grads, mus, nus, nu_maxes):
+    for grad, mu, nu, nu_max in zip(grads, mus, nus, nu_maxes, strict=True):
         grad = jnp.asarray(grad)
         step = adam_step(grad, mu, nu, nu_max, count, config)
         steps.append(step)

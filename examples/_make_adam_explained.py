@@ -39,7 +39,6 @@ $\hat m_t / (\sqrt{\hat v_t} + \epsilon)$, the step before the learning rate."""
         "code",
         """%matplotlib inline
 import jax.numpy as jnp
-import numpy as np
 
 import adamjax
 from adamjax import plot, signals

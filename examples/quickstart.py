@@ -37,7 +37,7 @@ def init_mlp(key: jax.Array, sizes: tuple[int, ...] = (8, 64, 64, 1)) -> list[di
             "w": jax.random.normal(k, (m, n), jnp.float32) * jnp.sqrt(jnp.float32(2.0 / m)),
             "b": jnp.zeros((n,), jnp.float32),
         }
-        for k, m, n in zip(keys, sizes[:-1], sizes[1:])
+        for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)
     ]
 
 

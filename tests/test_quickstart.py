@@ -46,7 +46,7 @@ def test_seed001_mlp_loss_falls_by_orders_of_magnitude_in_both_apis():
     tx_losses = [float(r[1]) for r in rows]
     triple_losses = [float(r[2]) for r in rows]
     # The two APIs run the same core on the same data: same losses up to float32 rounding.
-    for a, b in zip(tx_losses, triple_losses):
+    for a, b in zip(tx_losses, triple_losses, strict=True):
         assert abs(a - b) <= 1e-3 * max(abs(a), 1e-6) + 1e-6, (tx_losses, triple_losses)
     # As in the seed (63.0 at step 99 down to 1.4e-5 at step 499): several orders of magnitude.
     assert tx_losses[-1] < 1e-3 * tx_losses[0], tx_losses
