@@ -19,6 +19,7 @@ import optax
 
 import adamjax
 from adamjax import optimizers
+from adamjax._progress import progress
 
 N, D_IN, H, D_OUT = 64, 1000, 100, 10
 LEARNING_RATE = 1e-4
@@ -55,7 +56,7 @@ def train_transformation(params, x, y) -> list[float]:
         return optax.apply_updates(params, updates), state, loss
 
     losses = []
-    for _ in range(STEPS):
+    for _ in progress(range(STEPS), desc="adamjax.adam"):
         params, state, loss = step(params, state)
         losses.append(float(loss))
     return losses
@@ -66,7 +67,7 @@ def train_triple(params, x, y) -> list[float]:
     opt_state = init(params)
     value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
     losses = []
-    for i in range(STEPS):
+    for i in progress(range(STEPS), desc="adamjax.optimizers.adam"):
         loss, grads = value_and_grad(get_params(opt_state), x, y)
         opt_state = update(i, grads, opt_state)
         losses.append(float(loss))
