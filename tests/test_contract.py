@@ -309,15 +309,15 @@ def test_inside_optax_apply_if_finite_skips_a_nan_step(name):
     assert int(adam_states(guarded_state.inner_state)[0].count) == 2
 
 
-@every_optimizer
-def test_inject_hyperparams_learning_rate(name):
-    case = CASES[name]
-    injected = optax.inject_hyperparams(case.make)(learning_rate=1e-3)
-    plain = case.make(1e-3)
+def check_injected_matches_plain(injected, plain, steps, rtol, atol):
+    """Runs the injected optimizer under one jit beside the plain one; returns the last state.
+
+    Each step also re-runs the injected update with the learning rate in its
+    state scaled by 2: the update must scale by 2 with no new compilation.
+    """
     params = params_in(jnp.float32)
     injected_state, plain_state = injected.init(params), plain.init(params)
     assert injected_state.hyperparams["learning_rate"].dtype == jnp.dtype(jnp.float32)
-
     traces = []
 
     def update(grads, state):
@@ -325,18 +325,24 @@ def test_inject_hyperparams_learning_rate(name):
         return injected.update(grads, state, params)
 
     update = jax.jit(update)
-    for grads in gradient_sequence(3, jnp.float32):
+    for grads in gradient_sequence(steps, jnp.float32):
         got, next_state = update(grads, injected_state)
         want, plain_state = plain.update(grads, plain_state, params)
-        assert_tree_close(got, want, rtol=1e-6, atol=1e-10)
-        # The same step with the injected rate doubled: twice the update, same compiled function.
-        doubled_state = injected_state._replace(
-            hyperparams=dict(injected_state.hyperparams, learning_rate=jnp.asarray(2e-3, jnp.float32))
-        )
+        assert_tree_close(got, want, rtol=rtol, atol=atol)
+        rate = injected_state.hyperparams["learning_rate"]
+        doubled_state = injected_state._replace(hyperparams=dict(injected_state.hyperparams, learning_rate=2 * rate))
         doubled, _ = update(grads, doubled_state)
         assert_tree_close(doubled, jax.tree.map(lambda u: 2 * u, got), rtol=1e-6, atol=1e-10)
         injected_state = next_state
     assert len(traces) == 1
+    return injected_state
+
+
+@every_optimizer
+def test_inject_hyperparams_learning_rate(name):
+    case = CASES[name]
+    injected = optax.inject_hyperparams(case.make)(learning_rate=1e-3)
+    check_injected_matches_plain(injected, case.make(1e-3), steps=3, rtol=1e-6, atol=1e-10)
 
 
 ALIASES = {name: getattr(adamjax, name) for name in ("adam", "adamw", "amsgrad", "adamax", "nadam", "adabelief")}
@@ -347,29 +353,9 @@ def test_inject_hyperparams_of_the_alias_itself(name):
     # optax.inject_hyperparams(adamjax.adam)(learning_rate=1e-3) injects every numeric
     # argument (b1, b2, eps, ..., power), so all of them arrive traced in `update`.
     injected = optax.inject_hyperparams(ALIASES[name])(learning_rate=1e-3)
-    plain = ALIASES[name](1e-3)
-    params = params_in(jnp.float32)
-    injected_state, plain_state = injected.init(params), plain.init(params)
-    assert "b2" in injected_state.hyperparams
-    traces = []
-
-    def update(grads, state):
-        traces.append(None)
-        return injected.update(grads, state, params)
-
-    update = jax.jit(update)
-    for grads in gradient_sequence(5, jnp.float32):
-        got, next_state = update(grads, injected_state)
-        want, plain_state = plain.update(grads, plain_state, params)
-        assert_tree_close(got, want, rtol=1e-5, atol=1e-9)
-        halved = injected_state._replace(
-            hyperparams=dict(injected_state.hyperparams, learning_rate=jnp.asarray(5e-4, jnp.float32))
-        )
-        smaller, _ = update(grads, halved)
-        assert_tree_close(smaller, jax.tree.map(lambda u: u / 2, got), rtol=1e-6, atol=1e-10)
-        injected_state = next_state
-    assert len(traces) == 1
-    assert int(adam_states(injected_state)[0].count) == 5
+    assert "b2" in injected.init(params_in(jnp.float32)).hyperparams
+    final_state = check_injected_matches_plain(injected, ALIASES[name](1e-3), steps=5, rtol=1e-5, atol=1e-9)
+    assert int(adam_states(final_state)[0].count) == 5
 
 
 @every_optimizer

@@ -23,12 +23,12 @@ GRADS = jnp.array(
 )
 
 
-def run(tx, grads):
-    """Steps ``tx`` through ``grads`` by hand; returns the final state and updates."""
-    params = jnp.zeros(grads.shape[1:], grads.dtype)
+def run(tx, steps):
+    """Steps ``tx`` by hand through ``steps`` (gradient trees, or the rows of an array) from zeros."""
+    params = jax.tree.map(jnp.zeros_like, steps[0])
     state = tx.init(params)
     update = jax.jit(tx.update)
-    for grad in grads:
+    for grad in steps:
         updates, state = update(grad, state, params)
         params = optax.apply_updates(params, updates)
     return state, updates
@@ -64,23 +64,13 @@ def test_stats_pool_a_tree_inside_a_chain():
     tx = optax.chain(optax.clip(1.5), adamjax.adam(0.1, 0.9, 0.99))
     flat = adamjax.simulate(optax.chain(optax.clip(1.5), adamjax.adam(0.1, 0.9, 0.99)), GRADS)
     steps = [{"w": g[:2], "b": g[2:]} for g in GRADS]
-    state, updates = run_tree(tx, steps)
+    state, updates = run(tx, steps)
     stats = adamjax.adam_stats(state, updates, b1=0.9, b2=0.99)
     mu_hat, nu_hat = np.asarray(flat.mu_hat[-1]), np.asarray(flat.nu_hat[-1])
     snr = np.where(nu_hat > 0, np.abs(mu_hat) / np.sqrt(np.where(nu_hat > 0, nu_hat, 1)), 0)
     np.testing.assert_allclose(stats.snr_mean, snr.mean(), rtol=1e-12)
     np.testing.assert_allclose(stats.step_max, np.max(np.abs(np.asarray(flat.update[-1]))), rtol=1e-12)
     assert grads["w"].shape == (4, 2)
-
-
-def run_tree(tx, steps):
-    params = jax.tree.map(jnp.zeros_like, steps[0])
-    state = tx.init(params)
-    update = jax.jit(tx.update)
-    for grad in steps:
-        updates, state = update(grad, state, params)
-        params = optax.apply_updates(params, updates)
-    return state, updates
 
 
 def test_amsgrad_stats_use_the_running_maximum():
