@@ -1,0 +1,243 @@
+"""Sharded parameters, sharded state: every optimizer on a simulated 2 x 4 mesh of CPU devices.
+
+The 8-device runs happen in subprocesses (``XLA_FLAGS=--xla_force_host_platform_device_count=8``)
+so that this process, and the rest of the suite, keep one device: one launch of
+tests/sharding_worker.py for all optimizers on both mesh kinds, and one launch of
+examples/sharded_training.py per axis type. What they report is checked here against
+expectations computed independently: the sharding each state leaf must have (that of
+the parameter of the same shape; scalars replicated), the shard shapes that follow,
+and the numbers of a one-device run of the same optimizer in this process.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sharding_worker as worker
+from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
+
+import adamjax
+
+ROOT = Path(__file__).resolve().parents[1]
+KINDS = ("explicit", "auto")
+FSDP_SIZE = worker.MESH_SHAPE[worker.AXES.index("fsdp")]
+
+
+def run_on_8_cpu_devices(*args: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("JAX_", "XLA_"))}
+    env.update(
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    result = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sharding")
+    run_on_8_cpu_devices(str(Path(worker.__file__)), str(out))
+    with np.load(out / "arrays.npz") as arrays:
+        return json.loads((out / "results.json").read_text()), dict(arrays)
+
+
+def padded(spec: PartitionSpec, ndim: int) -> str:
+    return str(tuple(spec) + (None,) * (ndim - len(spec)))
+
+
+def param_layouts() -> dict[tuple[int, ...], PartitionSpec]:
+    """Parameter shape -> its spec (the worker's parameters all have distinct shapes)."""
+    entries = jax.tree.leaves(worker.SPECS, is_leaf=worker._is_spec)
+    layouts = {tuple(shape): spec for shape, spec in entries}
+    assert len(layouts) == len(entries)
+    return layouts
+
+
+def expected_layout(shapes: list[list[int]]) -> tuple[list[str], list[list[int]]]:
+    """Each state leaf's spec and shard shape: its parameter's for a leaf mirroring one, replicated for scalars."""
+    layouts = param_layouts()
+    specs, shard_shapes = [], []
+    for shape in map(tuple, shapes):
+        spec = layouts[shape] if shape else PartitionSpec()
+        entries = tuple(spec) + (None,) * (len(shape) - len(spec))
+        specs.append(padded(spec, len(shape)))
+        shard_shapes.append([n // FSDP_SIZE if axis == "fsdp" else n for n, axis in zip(shape, entries, strict=True)])
+    return specs, shard_shapes
+
+
+def test_the_worker_ran_on_8_cpu_devices_and_sees_collectives(reported):
+    results, _ = reported
+    assert results["device_count"] == 8 and results["platform"] == "cpu"
+    for kind in KINDS:
+        # The HLO check can fail: a sum over the sharded axis compiles to an all-reduce.
+        assert results[kind]["reduction_collectives"] == ["all-reduce"]
+        assert sorted(results[kind]["cases"]) == sorted(worker.CASES)
+
+
+@pytest.mark.parametrize("name", sorted(worker.CASES))
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_is_created_sharded_like_the_parameters(reported, kind, name):
+    record = reported[0][kind]["cases"][name]
+    specs, shard_shapes = expected_layout(record["shapes"])
+    assert any(s != "()" and "fsdp" in s for s in specs)  # the case does shard something
+    scalar = [not shape for shape in record["shapes"]]
+    # adamjax.state_shardings, from the arrays and from jax.ShapeDtypeStructs alike.
+    assert record["helper_specs"] == specs
+    assert record["helper_from_shapes_equal"]
+    # jax.jit(init) (explicit) or jax.jit(init, out_shardings=state_shardings(...)) (auto).
+    assert record["init_specs"] == specs
+    assert record["init_shard_shapes"] == [[s] for s in shard_shapes]
+    # init called on the sharded arrays: moments like the parameters; a new scalar
+    # (a step count) may sit on the default device.
+    for got, want, is_scalar in zip(record["eager_specs"], specs, scalar, strict=True):
+        assert got == want or (is_scalar and got == "single-device"), (got, want)
+    if kind == "explicit":
+        # jax.eval_shape on ShapeDtypeStructs carries the shardings in the types.
+        for got, want, is_scalar in zip(record["eval_shape_specs"], specs, scalar, strict=True):
+            assert got == want or (is_scalar and got == "none"), (got, want)
+
+
+@pytest.mark.parametrize("name", sorted(worker.CASES))
+@pytest.mark.parametrize("kind", KINDS)
+def test_jitted_update_keeps_every_sharding(reported, kind, name):
+    record = reported[0][kind]["cases"][name]
+    specs, shard_shapes = expected_layout(record["shapes"])
+    assert record["update_keeps_shardings"]
+    assert record["update_specs"] == specs
+    assert record["update_shard_shapes"] == [[s] for s in shard_shapes]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_compiled_init_and_update_need_no_communication_and_no_full_copy(reported, kind):
+    results = reported[0][kind]
+    assert results["init_collectives"] == []
+    assert results["update_collectives"] == []
+    # Per-device bytes: what the shards add up to, far below one full copy.
+    sharded = 0
+    for record in results["cases"].values():
+        _, shard_shapes = expected_layout(record["shapes"])
+        sharded += sum(4 * math.prod(shape) for shape in shard_shapes)  # float32 and int32 leaves
+    assert results["state_bytes"] > 3 * sharded
+    assert results["init_memory"]["temp"] == 0
+    assert sharded <= results["init_memory"]["output"] <= 1.1 * sharded
+    num_cases = len(results["cases"])
+    full_update_outputs = results["state_bytes"] + num_cases * results["params_bytes"]
+    update_bytes = results["update_memory"]["output"] + results["update_memory"]["temp"]
+    assert update_bytes < full_update_outputs / 3
+
+
+@functools.cache
+def single_device_runs() -> dict[str, list[np.ndarray]]:
+    """Every optimizer with the worker's inputs and steps, on this process's one device (one compiled step)."""
+    cases = {name: make() for name, make in worker.CASES.items()}
+    host_params, host_grads = worker.make_inputs()
+    params = jax.tree.map(jnp.asarray, host_params)
+    by_name = {name: params for name in cases}
+    states = {name: init(params) for name, (init, _) in cases.items()}
+
+    @jax.jit
+    def step_all(params, states, grads, i):
+        return {name: step(params[name], states[name], grads, i) for name, (_, step) in cases.items()}
+
+    for i, grads in enumerate(host_grads):
+        outputs = step_all(by_name, states, jax.tree.map(jnp.asarray, grads), jnp.int32(i))
+        by_name = {name: out[0] for name, out in outputs.items()}
+        states = {name: out[1] for name, out in outputs.items()}
+    return {name: [np.asarray(x) for x in jax.tree.leaves((by_name[name], states[name]))] for name in cases}
+
+
+@pytest.mark.parametrize("name", sorted(worker.CASES))
+@pytest.mark.parametrize("kind", KINDS)
+def test_results_equal_a_single_device_run(reported, kind, name):
+    arrays = reported[1]
+    expected = single_device_runs()[name]
+    got = [arrays[f"{kind}/{name}/{index}"] for index in range(len(expected))]
+    assert f"{kind}/{name}/{len(expected)}" not in arrays
+    moved = 0
+    for a, e in zip(got, expected, strict=True):
+        assert a.dtype == e.dtype and a.shape == e.shape
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7)
+        moved += a.dtype == np.float32 and a.size > 1
+    assert moved > 0
+
+
+def test_state_shardings_on_one_device_and_its_errors():
+    params = {"w": jnp.ones((4, 2), jnp.float32), "b": jnp.zeros((2,), jnp.float32)}
+    tx = adamjax.amsgrad(1e-3)
+    shardings = adamjax.state_shardings(tx, params)
+    device = SingleDeviceSharding(jax.devices()[0])
+    assert jax.tree.structure(shardings) == jax.tree.structure(jax.eval_shape(tx.init, params))
+    assert all(s == device for s in jax.tree.leaves(shardings))
+    # A one-device mesh: NamedShardings on it, scalars replicated.
+    mesh = jax.make_mesh((1,), ("fsdp",), axis_types=(jax.sharding.AxisType.Auto,))
+    placed = jax.device_put(
+        params, {"w": NamedSharding(mesh, PartitionSpec("fsdp")), "b": NamedSharding(mesh, PartitionSpec())}
+    )
+    on_mesh = adamjax.state_shardings(tx, placed)
+    assert on_mesh[1].nu_max["w"] == NamedSharding(mesh, PartitionSpec("fsdp", None))
+    assert on_mesh[1].count == NamedSharding(mesh, PartitionSpec())
+    state = jax.jit(tx.init, out_shardings=on_mesh)(placed)
+    np.testing.assert_array_equal(state[1].nu_max["w"], np.zeros((4, 2), np.float32))
+    assert int(state[1].count) == 0
+
+    with pytest.raises(ValueError, match=r"`state_shardings\(params=...\)`: the leaf at \['w'\] has no sharding"):
+        adamjax.state_shardings(tx, {"w": jax.ShapeDtypeStruct((4, 2), jnp.float32)})
+    with pytest.raises(TypeError, match=r"`state_shardings\(tx=...\)` must be an optax.GradientTransformation"):
+        adamjax.state_shardings(42, params)
+    other_mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mixed = {"w": jax.device_put(params["w"], NamedSharding(other_mesh, PartitionSpec()))} | {"b": placed["b"]}
+    with pytest.raises(ValueError, match=r"the parameters are on 2 different meshes"):
+        adamjax.state_shardings(tx, mixed)
+
+
+def example_output_numbers(stdout: str) -> dict[str, object]:
+    losses = {int(step): float(loss) for step, loss in re.findall(r"step\s+(\d+)\s+loss ([\d.]+)", stdout)}
+    held, full = map(float, re.search(r"Adam state: ([\d.]+) KiB on each device of ([\d.]+) KiB", stdout).groups())
+    return {"losses": losses, "held": held, "full": full}
+
+
+@pytest.mark.parametrize("axes", KINDS)
+def test_sharded_training_example_on_8_devices_matches_one_device(axes):
+    steps = 40
+    result = run_on_8_cpu_devices(str(ROOT / "examples" / "sharded_training.py"), "--axes", axes, "--steps", str(steps))
+    out = result.stdout
+    assert f"8 cpu devices in 1 process(es); mesh {{'data': 2, 'fsdp': 4}}, {axes} axes" in out
+    assert "collectives in the compiled optimizer update: none" in out
+    assert "state kept its sharding: True" in out
+    assert "first layer's mu: P('fsdp', None), like its weight" in out
+    numbers = example_output_numbers(out)
+    # Replicated along "data" (2), split along "fsdp" (4): a quarter of the state per device.
+    assert numbers["held"] == pytest.approx(numbers["full"] / 4, rel=1e-3)
+
+    reference = single_device_example(steps)
+    assert sorted(numbers["losses"]) == [0, steps - 1]
+    for step, loss in numbers["losses"].items():
+        # The batch mean and the matmuls are summed in another order across 8 devices.
+        assert loss == pytest.approx(reference[step], rel=1e-5)
+    assert reference[-1] < 0.5 * reference[0]
+
+
+@functools.cache
+def single_device_example(steps: int) -> list[float]:
+    """The example's losses on this process's one device."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import sharded_training
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    # As a user runs it: JAX's default settings, not this suite's x64 and strict promotion.
+    with jax.enable_x64(False), jax.numpy_dtype_promotion("standard"):
+        return sharded_training.train("auto", steps, verbose=False)
