@@ -18,10 +18,18 @@ from adamjax._aliases import adamax as adamax
 from adamjax._aliases import adamw as adamw
 from adamjax._aliases import amsgrad as amsgrad
 from adamjax._aliases import nadam as nadam
+from adamjax._checkpoint import restore_state as restore_state
+from adamjax._checkpoint import save_state as save_state
 from adamjax._core import AdamConfig as AdamConfig
 from adamjax._core import AdamStep as AdamStep
 from adamjax._core import ScaleByAdamState as ScaleByAdamState
 from adamjax._core import adam_step as adam_step
+from adamjax._flat import FlatParams as FlatParams
+from adamjax._fused import apply_step as apply_step
+from adamjax._fused import native_status as native_status
+from adamjax._hyperparams import get_hyperparams as get_hyperparams
+from adamjax._hyperparams import set_hyperparams as set_hyperparams
+from adamjax._sharding import state_shardings as state_shardings
 from adamjax._simulate import Trace as Trace
 from adamjax._simulate import simulate as simulate
 from adamjax._stats import adam_stats as adam_stats
@@ -33,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AdamConfig",
     "AdamStep",
+    "FlatParams",
     "ScaleByAdamState",
     "Trace",
     "adabelief",
@@ -42,11 +51,18 @@ __all__ = [
     "adamax",
     "adamw",
     "amsgrad",
+    "apply_step",
+    "get_hyperparams",
     "nadam",
+    "native_status",
     "optimizers",
     "plot",
+    "restore_state",
+    "save_state",
     "scale_by_adam",
     "scale_by_learning_rate",
+    "set_hyperparams",
     "signals",
     "simulate",
+    "state_shardings",
 ]

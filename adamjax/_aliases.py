@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core
+from adamjax import _checks, _core, _fused
 from adamjax._transform import scale_by_learning_rate
 
 
@@ -65,13 +65,36 @@ def _weight_decay(func: str, weight_decay: Any, mask: Any = None, *, coupled: bo
             return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
 
         def update_fn(updates, state, params=None):
-            updates = add_decay(updates, params, weight_decay(state.count))
+            rate = weight_decay(state.count)
+            _checks.check_schedule_value(func, "weight_decay", rate)
+            updates = add_decay(updates, params, rate)
             return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
 
         tx = optax.GradientTransformation(init_fn, update_fn)
     else:
         tx = optax.stateless(lambda updates, params: add_decay(updates, params, weight_decay))
-    return tx if mask is None else optax.masked(tx, mask)
+    if mask is None:
+        return tx
+    _checks.check_mask(func, mask)
+    return _masked(func, tx, mask)
+
+
+def _masked(func: str, tx: optax.GradientTransformation, mask: Any) -> optax.GradientTransformation:
+    """``optax.masked(tx, mask)`` whose ``init`` says clearly when the mask does not fit the parameters."""
+    masked = optax.masked(tx, mask)
+
+    def init_fn(params: optax.Params) -> Any:
+        mask_tree = mask(params) if callable(mask) else mask
+        try:
+            jax.tree.structure(mask_tree).flatten_up_to(params)
+        except (ValueError, TypeError):
+            raise TypeError(
+                f"`{func}(mask=...)` must have the structure of the parameters (or a prefix of it).\n"
+                f"  mask:       {jax.tree.structure(mask_tree)}\n  parameters: {jax.tree.structure(params)}"
+            ) from None
+        return masked.init(params)
+
+    return optax.GradientTransformationExtraArgs(init_fn, masked.update)
 
 
 def _build(
@@ -94,7 +117,17 @@ def _build(
     if decoupled_decay is not None:
         parts.append(_weight_decay(func, decoupled_decay, mask, coupled=False))
     parts.append(scale_by_learning_rate(learning_rate, func=func))
-    return optax.chain(*parts)
+    chain = optax.chain(*parts)
+    if mask is not None or not _fused.config_supported(config):
+        return chain
+    spec = _fused.FusedSpec(
+        func,
+        config,
+        _checks.checked_schedule(func, "learning_rate", learning_rate),
+        _checks.checked_schedule(func, "weight_decay", coupled_decay),
+        None if decoupled_decay is None else _checks.checked_schedule(func, "weight_decay", decoupled_decay),
+    )
+    return _fused.attach(spec, chain)
 
 
 def adam(
@@ -127,6 +160,12 @@ def adam(
     is ``torch.optim.Adam(weight_decay=...)`` (the decay goes through the
     moments; for decay that does not, use :func:`adamw`). The other switches
     are those of :func:`scale_by_adam`.
+
+    Non-finite gradients: ``optax.apply_if_finite(adam(...),
+    max_consecutive_errors=k)`` skips a step whose gradients hold a NaN or an
+    infinity (zero updates; moments and count unchanged) and gives up after
+    ``k`` such steps in a row; ``adamjax.optimizers.from_transformation`` of it
+    is the same guard for the triple API. Every alias here composes the same way.
 
     Args:
       learning_rate: :math:`\eta`, a number ``>= 0`` or an optax schedule

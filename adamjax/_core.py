@@ -139,9 +139,15 @@ def _static_power(power: Any) -> float | None:
     return float(power)
 
 
-def _bias_correction(decay: Any, count: jax.Array, dtype: jnp.dtype) -> jax.Array:
-    """``1 - decay**count`` in ``dtype`` (float32 or wider, never the state's bf16)."""
-    return 1 - jnp.asarray(decay, dtype) ** count.astype(dtype)
+def bias_correction(decay: Any, count: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    """``1 - decay**count`` in ``dtype`` (float32 or wider, never the state's bf16).
+
+    Computed as ``-expm1(count * log1p(-(1 - decay)))`` with ``1 - decay`` taken
+    before rounding to ``dtype``: a decay such as ``1 - 1e-9``, which is 1.0 in
+    float32, still gives ``count * 1e-9`` instead of 0 (and a division by 0).
+    """
+    one_minus = 1 - decay if isinstance(decay, (int, float)) else 1 - jnp.asarray(decay, dtype)
+    return -jnp.expm1(count.astype(dtype) * jnp.log1p(-jnp.asarray(one_minus, dtype)))
 
 
 def _hyper(value: Any, dtype: jnp.dtype) -> Any:
@@ -177,6 +183,9 @@ def adam_step(
     nu_max: jax.Array | None,
     count: jax.Array,
     config: AdamConfig,
+    *,
+    bias_corrections: tuple[jax.Array, jax.Array] | None = None,
+    complements: tuple[jax.Array, jax.Array] | None = None,
 ) -> AdamStep:
     r"""One Adam step for one array.
 
@@ -199,7 +208,9 @@ def adam_step(
     (optax's NAdam); ``power=inf`` keeps :math:`v_t = \max(\beta_2 v_{t-1},
     |x| + \epsilon_{root})` with no bias correction and :math:`u_t = \hat m_t /
     (v_t + \epsilon)` (Adamax); ``bias_correction=False`` drops both
-    corrections.
+    corrections. Where the denominator is exactly 0 (``eps = 0`` and a zero
+    gradient, or a second moment that underflowed) the update is
+    :math:`\operatorname{sign}(\hat m_t)`, never NaN or infinity.
 
     Args:
       grad: the gradient (any float dtype).
@@ -207,6 +218,12 @@ def adam_step(
         unless ``config.amsgrad``).
       count: int32 scalar, the step number ``t >= 1``.
       config: the variant and its hyperparameters.
+      bias_corrections: ``(1 - b1**t, 1 - b2**t)`` when the caller has them
+        already (the native kernel's differentiable twin); only for the plain
+        variant (no ``nesterov``, finite ``power``).
+      complements: ``(1 - b1, 1 - b2)`` rounded from a wider precision, when
+        ``b1`` and ``b2`` are float32 arrays (``1 - 0.999`` in float32 is off by
+        1e-5 relative).
 
     Returns:
       An :class:`AdamStep` in the compute dtype (:func:`compute_dtype`).
@@ -219,30 +236,34 @@ def adam_step(
     power = _static_power(config.power)
 
     g = grad.astype(dtype)
-    mu = (1 - b1) * g + b1 * mu.astype(dtype)
+    one_minus_b1, one_minus_b2 = (1 - b1, 1 - b2) if complements is None else (c.astype(dtype) for c in complements)
+    mu = one_minus_b1 * g + b1 * mu.astype(dtype)
     x = g - mu if config.centered else g
     if power == math.inf:
         nu = jnp.maximum(jnp.abs(x) + eps_root, b2 * nu.astype(dtype))
     elif power == 2.0:
-        nu = (1 - b2) * (x * x) + b2 * nu.astype(dtype)
+        nu = one_minus_b2 * (x * x) + b2 * nu.astype(dtype)
     else:
-        nu = (1 - b2) * jnp.abs(x) ** _hyper(config.power, dtype) + b2 * nu.astype(dtype)
+        nu = one_minus_b2 * jnp.abs(x) ** _hyper(config.power, dtype) + b2 * nu.astype(dtype)
     if config.centered:
         nu = nu + eps_root
     if config.amsgrad:
         nu_max = jnp.maximum(nu_max.astype(dtype), nu)
     nu_used = nu_max if config.amsgrad else nu
 
-    if config.bias_correction:
-        bc1 = _bias_correction(config.b1, count, dtype)
+    if bias_corrections is not None:
+        mu_hat = mu / bias_corrections[0].astype(dtype)
+        nu_hat = nu_used / bias_corrections[1].astype(dtype)
+    elif config.bias_correction:
+        bc1 = bias_correction(config.b1, count, dtype)
         if config.nesterov:
-            bc1_next = _bias_correction(config.b1, optax.safe_increment(count), dtype)
-            mu_hat = b1 * mu / bc1_next + (1 - b1) * g / bc1
+            bc1_next = bias_correction(config.b1, optax.safe_increment(count), dtype)
+            mu_hat = b1 * mu / bc1_next + one_minus_b1 * g / bc1
         else:
             mu_hat = mu / bc1
-        nu_hat = nu_used if power == math.inf else nu_used / _bias_correction(config.b2, count, dtype)
+        nu_hat = nu_used if power == math.inf else nu_used / bias_correction(config.b2, count, dtype)
     else:
-        mu_hat = b1 * mu + (1 - b1) * g if config.nesterov else mu
+        mu_hat = b1 * mu + one_minus_b1 * g if config.nesterov else mu
         nu_hat = nu_used
 
     if power == math.inf:
@@ -254,22 +275,17 @@ def adam_step(
         else:
             root = inside ** (1 / _hyper(config.power, dtype))
     denom = root + eps
-    return AdamStep(mu, nu, nu_max, mu_hat, nu_hat, denom, mu_hat / denom)
-
-
-def _check_param_dtype(path: Any, leaf: Any) -> None:
-    dtype = jnp.result_type(leaf)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(
-            f"Adam needs floating-point parameters; the leaf at {jax.tree_util.keystr(path) or 'the root'} "
-            f"has dtype {dtype}. Cast it (for example `x.astype(jnp.float32)`) or keep it out of the "
-            "optimizer with `optax.masked`."
-        )
+    # A zero denominator (eps = 0 with a zero gradient, or a second moment that
+    # underflowed) gives sign(mu_hat) -- the limit of mu_hat / sqrt(nu_hat) for
+    # a gradient too small to square -- instead of 0/0 = NaN or x/0 = inf.
+    zero = denom == 0
+    update = jnp.where(zero, jnp.sign(mu_hat), mu_hat) / jnp.where(zero, 1, denom)
+    return AdamStep(mu, nu, nu_max, mu_hat, nu_hat, denom, update)
 
 
 def init_state(params: optax.Params, config: AdamConfig) -> ScaleByAdamState:
     """Zero moments shaped like ``params`` (``None`` leaves stay ``None``)."""
-    jax.tree_util.tree_map_with_path(_check_param_dtype, params)
+    _checks.check_param_dtypes("Adam", params)
     mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=config.mu_dtype), params)
     nu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=config.nu_dtype), params)
     nu_max = nu if config.amsgrad else None
@@ -280,7 +296,8 @@ def check_same_structure(func: str, updates: Any, reference: Any) -> list[jax.Ar
     """Flattens ``updates`` after checking that it matches the state's tree.
 
     Raises:
-      TypeError: the tree structures differ (both are shown).
+      TypeError: the tree structures differ (both are shown), or a gradient is
+        not a real floating-point array (integer, boolean, complex).
       ValueError: a leaf's shape differs from the state's.
     """
     treedef = jax.tree.structure(updates)
@@ -292,6 +309,7 @@ def check_same_structure(func: str, updates: Any, reference: Any) -> list[jax.Ar
         )
     leaves = jax.tree.leaves(updates)
     for (path, ref), leaf in zip(jax.tree_util.tree_leaves_with_path(reference), leaves, strict=True):
+        _checks.check_gradient_dtype(func, path, leaf)
         if jnp.shape(leaf) != jnp.shape(ref):
             raise ValueError(
                 f"{func}: the gradient at {jax.tree_util.keystr(path) or 'the root'} has shape "

@@ -16,6 +16,9 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
+from adamjax._flat import FlatParams, flatten_with
+from adamjax._fused import apply_step
+
 Array = Any
 Params = Any  # a pytree of arrays
 State = Any  # the state of one parameter array, a pytree
@@ -194,25 +197,39 @@ class TransformationState(NamedTuple):
     inner_state: optax.OptState
 
 
-def from_transformation(tx: optax.GradientTransformation) -> Optimizer:
+def from_transformation(tx: optax.GradientTransformation, *, flat: bool = False) -> Optimizer:
     """The ``(init, update, get_params)`` triple of an optax transformation.
 
-    ``update(i, grads, state)`` computes ``updates, inner = tx.update(grads,
-    state.inner_state, state.params)`` and returns the parameters moved by
-    ``optax.apply_updates``; it is jitted and does not donate buffers. The step
-    index ``i`` is ignored: the transformation counts its own steps (so its
-    schedules see 0, 1, 2, ... whatever ``i`` is passed), which gives the
-    same trajectory as the triple when ``i`` runs 0, 1, 2, ...
+    ``update(i, grads, state)`` computes the parameters moved by one step of
+    ``tx`` (``tx.update`` then ``optax.apply_updates``, fused into one pass by
+    :func:`adamjax.apply_step` for adamjax's Adam and AdamW on the CPU); it is
+    jitted and does not donate buffers (wrap it in your own ``jax.jit`` with
+    ``donate_argnums`` to update in place). The step index ``i`` is ignored:
+    the transformation counts its own steps (so its schedules see 0, 1, 2, ...
+    whatever ``i`` is passed), which gives the same trajectory as the triple
+    when ``i`` runs 0, 1, 2, ...
+
+    With ``flat=True`` the state keeps the parameters, and therefore the
+    transformation's state, as one 1-D buffer per dtype
+    (:class:`adamjax.FlatParams`); ``get_params`` returns the original tree
+    and ``update`` takes gradients shaped like it. A step then touches a
+    handful of large buffers instead of several per parameter array, which is
+    much faster for models with many small arrays. Only for elementwise
+    transformations (the whole Adam family, SGD, clipping by global norm):
+    anything that looks at a parameter's shape or position in the tree
+    (``optax.masked``, per-array norms, factored second moments) would see the
+    flat buffers instead. Sharded parameters should stay unflattened.
 
     Args:
       tx: any ``optax.GradientTransformation`` (adamjax's or optax's).
+      flat: keep parameters and state flat between steps (see above).
 
     Returns:
       An :class:`Optimizer` whose state is a :class:`TransformationState`.
 
     Raises:
-      TypeError: ``tx`` is not a transformation; (from ``update``) the
-        gradients' tree differs from the parameters'.
+      TypeError: ``tx`` is not a transformation, or ``flat`` is not a bool;
+        (from ``update``) the gradients' tree differs from the parameters'.
 
     Examples:
       >>> import jax.numpy as jnp, adamjax
@@ -226,22 +243,33 @@ def from_transformation(tx: optax.GradientTransformation) -> Optimizer:
             "`from_transformation(tx)` needs an optax.GradientTransformation (with `init` and "
             f"`update`); got {type(tx).__name__}."
         )
+    if not isinstance(flat, bool):
+        raise TypeError(f"`from_transformation(flat=...)` must be True or False; got {flat!r}.")
 
     def init(params: Params) -> TransformationState:
+        if flat:
+            params = FlatParams.from_tree(params, "from_transformation init")
+            return TransformationState(params, tx.init(params.buffers))
         return TransformationState(params, tx.init(params))
 
     @jax.jit
     def step(grads: Updates, state: TransformationState) -> TransformationState:
         # Checked while tracing; a new gradient tree always retraces.
+        if isinstance(state.params, FlatParams):
+            flat_grads = flatten_with(state.params.layout, grads, "from_transformation update")
+            buffers, inner_state = apply_step(tx, flat_grads, state.inner_state, state.params.buffers)
+            return TransformationState(FlatParams(buffers, state.params.layout), inner_state)
         _check_grad_tree("from_transformation update", grads, jax.tree.structure(state.params))
-        updates, inner_state = tx.update(grads, state.inner_state, state.params)
-        return TransformationState(optax.apply_updates(state.params, updates), inner_state)
+        params, inner_state = apply_step(tx, grads, state.inner_state, state.params)
+        return TransformationState(params, inner_state)
 
     def update(i: Step, grads: Updates, state: TransformationState) -> TransformationState:
         del i  # the transformation keeps its own step count
         return step(grads, state)
 
     def get_params(state: TransformationState) -> Params:
+        if isinstance(state.params, FlatParams):
+            return state.params.unflatten()
         return state.params
 
     return Optimizer(init, update, get_params)

@@ -1,0 +1,111 @@
+// The per-element Adam loop and its dtype/flag dispatch, included twice by
+// adam_kernel.cc: once for the baseline instruction set and once compiled for
+// AVX2+FMA, chosen at run time. No #include here on purpose: this text is
+// pasted inside a namespace. Hyper indices (kLr, ...) and Pointers come from
+// the including file.
+
+inline float Bf16ToF32(uint16_t h) {
+  uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+// Round to nearest even, as XLA's convert does; NaN stays a quiet NaN.
+inline uint16_t F32ToBf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+struct F32 {
+  using T = float;
+  static inline float Load(float x) { return x; }
+  static inline float Store(float x) { return x; }
+};
+
+struct BF16 {
+  using T = uint16_t;
+  static inline float Load(uint16_t x) { return Bf16ToF32(x); }
+  static inline uint16_t Store(float x) { return F32ToBf16(x); }
+};
+
+
+// Elements [begin, end) of one step. P: parameter/gradient/update type,
+// M and V: moment storage types. All arithmetic is float32.
+template <typename P, typename M, typename V, bool kApply, bool kCoupled, bool kDecoupled>
+void StepRange(const Pointers& ptr, const float* h, int64_t begin, int64_t end) {
+  using PT = typename P::T;
+  using MT = typename M::T;
+  using VT = typename V::T;
+  const PT* param = static_cast<const PT*>(ptr.param);
+  const PT* grad = static_cast<const PT*>(ptr.grad);
+  const MT* mu = static_cast<const MT*>(ptr.mu);
+  const VT* nu = static_cast<const VT*>(ptr.nu);
+  PT* out = static_cast<PT*>(ptr.out);
+  MT* mu_out = static_cast<MT*>(ptr.mu_out);
+  VT* nu_out = static_cast<VT*>(ptr.nu_out);
+  const float neg_lr = -h[kLr], b1 = h[kB1], omb1 = h[kOneMinusB1], b2 = h[kB2], omb2 = h[kOneMinusB2];
+  // One division per element: the bias corrections become reciprocals (1 ulp
+  // from dividing; the pure-JAX path and this kernel agree to ~1e-7 relative).
+  const float eps = h[kEps], eps_root = h[kEpsRoot], inv_bc1 = 1.0f / h[kBc1], inv_bc2 = 1.0f / h[kBc2];
+  const float coupled = h[kCoupledWd], decoupled = h[kDecoupledWd];
+  // Element i is read before it is written and no other element is touched,
+  // so the in-place (aliased) buffers carry no dependence between iterations.
+#pragma GCC ivdep
+  for (int64_t i = begin; i < end; ++i) {
+    const float p = P::Load(param[i]);
+    float g = P::Load(grad[i]);
+    if (kCoupled) g = P::Load(P::Store(g + P::Load(P::Store(coupled * p))));
+    const float m = omb1 * g + b1 * M::Load(mu[i]);
+    const float v = omb2 * (g * g) + b2 * V::Load(nu[i]);
+    float u = (m * inv_bc1) / (std::sqrt(v * inv_bc2 + eps_root) + eps);
+    if (kDecoupled) u = P::Load(P::Store(u)) + P::Load(P::Store(decoupled * p));
+    const PT step = P::Store(neg_lr * P::Load(P::Store(u)));
+    if (kApply) {
+      out[i] = P::Store(p + P::Load(step));
+    } else {
+      out[i] = step;
+    }
+    mu_out[i] = M::Store(m);
+    nu_out[i] = V::Store(v);
+  }
+}
+
+template <typename P, typename M, typename V>
+RangeFn PickFlags(bool apply, bool coupled, bool decoupled) {
+  const int key = (apply ? 4 : 0) | (coupled ? 2 : 0) | (decoupled ? 1 : 0);
+  switch (key) {
+    case 0: return &StepRange<P, M, V, false, false, false>;
+    case 1: return &StepRange<P, M, V, false, false, true>;
+    case 2: return &StepRange<P, M, V, false, true, false>;
+    case 3: return &StepRange<P, M, V, false, true, true>;
+    case 4: return &StepRange<P, M, V, true, false, false>;
+    case 5: return &StepRange<P, M, V, true, false, true>;
+    case 6: return &StepRange<P, M, V, true, true, false>;
+    default: return &StepRange<P, M, V, true, true, true>;
+  }
+}
+
+template <typename P, typename M>
+RangeFn PickNu(ffi::DataType nu, bool apply, bool coupled, bool decoupled) {
+  if (nu == ffi::DataType::F32) return PickFlags<P, M, F32>(apply, coupled, decoupled);
+  if (nu == ffi::DataType::BF16) return PickFlags<P, M, BF16>(apply, coupled, decoupled);
+  return nullptr;
+}
+
+template <typename P>
+RangeFn PickMu(ffi::DataType mu, ffi::DataType nu, bool apply, bool coupled, bool decoupled) {
+  if (mu == ffi::DataType::F32) return PickNu<P, F32>(nu, apply, coupled, decoupled);
+  if (mu == ffi::DataType::BF16) return PickNu<P, BF16>(nu, apply, coupled, decoupled);
+  return nullptr;
+}
+
+RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool apply, bool coupled, bool decoupled) {
+  if (param == ffi::DataType::F32) return PickMu<F32>(mu, nu, apply, coupled, decoupled);
+  if (param == ffi::DataType::BF16) return PickMu<BF16>(mu, nu, apply, coupled, decoupled);
+  return nullptr;
+}
+

@@ -1,0 +1,127 @@
+"""The single-pass CPU kernel for Adam, called through ``jax.ffi``.
+
+``adamjax/_csrc/adam_kernel.cc`` is compiled by the package's build (see
+``setup.py``) against the XLA FFI headers that jaxlib ships. It runs the same
+float32 arithmetic as :func:`adamjax._core.adam_step` for the plain Adam/AdamW
+variant, reading and writing each element once. Everything here degrades to
+"not available" (the pure-JAX path runs instead) when the library was not
+built, cannot be loaded, or the step is not one the kernel covers.
+
+Hyperparameters travel as a float32 operand, so traced learning rates and
+schedules do not recompile; under ``vmap`` the call broadcasts every operand
+to the batch and the kernel reads one row of hyperparameters per member.
+:mod:`adamjax._fused` wraps the call for ``jax.grad`` and other platforms.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+_TARGET = "adamjax_adam_step"
+# Order of the float32 hyperparameter operand; keep in sync with adam_kernel.cc.
+HYPER_FIELDS = (
+    "lr",
+    "b1",
+    "one_minus_b1",
+    "b2",
+    "one_minus_b2",
+    "eps",
+    "eps_root",
+    "bc1",
+    "bc2",
+    "coupled_wd",
+    "decoupled_wd",
+)
+SUPPORTED_PARAM_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+SUPPORTED_STATE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+_DISABLE_ENV = "ADAMJAX_DISABLE_NATIVE"
+
+
+def _library_path() -> str | None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = sorted(glob.glob(os.path.join(here, "_adam_kernel*.so")))
+    return found[0] if found else None
+
+
+@functools.cache
+def _load() -> str | None:
+    """Registers the kernel with XLA once; returns why it is unavailable, or None."""
+    path = _library_path()
+    if path is None:
+        return "the native kernel was not built (install adamjax with pip from source to build it)"
+    try:
+        library = ctypes.cdll.LoadLibrary(path)
+        jax.ffi.register_ffi_target(_TARGET, jax.ffi.pycapsule(library.AdamjaxAdamStep), platform="cpu")
+    except (OSError, AttributeError, ValueError, RuntimeError) as error:  # a stale or foreign build
+        return f"the native kernel at {path} could not be loaded: {error}"
+    return None
+
+
+def unavailable_reason() -> str | None:
+    """Why the native kernel cannot run in this process, or None when it can.
+
+    It is off when ``ADAMJAX_DISABLE_NATIVE=1`` is set, when the compiled
+    library is missing or cannot be loaded, and when JAX sees more than one
+    device (the FFI call has no partitioning rule, so sharded arrays would be
+    gathered; the pure-JAX path keeps them sharded instead).
+    """
+    if os.environ.get(_DISABLE_ENV, "") not in ("", "0"):
+        return f"{_DISABLE_ENV} is set"
+    reason = _load()
+    if reason is not None:
+        return reason
+    if jax.device_count() > 1:
+        return "JAX sees more than one device; the pure-JAX path keeps sharded state sharded"
+    return None
+
+
+def available() -> bool:
+    """True when :func:`unavailable_reason` finds nothing in the way."""
+    return unavailable_reason() is None
+
+
+def supports(param_dtype: Any, mu_dtype: Any, nu_dtype: Any) -> bool:
+    """Whether the kernel handles this combination of dtypes."""
+    return (
+        jnp.dtype(param_dtype) in SUPPORTED_PARAM_DTYPES
+        and jnp.dtype(mu_dtype) in SUPPORTED_STATE_DTYPES
+        and jnp.dtype(nu_dtype) in SUPPORTED_STATE_DTYPES
+    )
+
+
+def ffi_step(
+    param: jax.Array,
+    grad: jax.Array,
+    mu: jax.Array,
+    nu: jax.Array,
+    hyper: jax.Array,
+    *,
+    apply: bool,
+    coupled: bool,
+    decoupled: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The FFI call: new ``(param or update, mu, nu)``; param (when applying), mu and nu update in place."""
+    out_types = (
+        jax.ShapeDtypeStruct(param.shape, param.dtype),
+        jax.ShapeDtypeStruct(mu.shape, mu.dtype),
+        jax.ShapeDtypeStruct(nu.shape, nu.dtype),
+    )
+    aliases = {2: 1, 3: 2}
+    if apply:
+        aliases[0] = 0
+    call = jax.ffi.ffi_call(_TARGET, out_types, input_output_aliases=aliases, vmap_method="broadcast_all")
+    return call(param, grad, mu, nu, hyper, apply=apply, coupled=coupled, decoupled=decoupled)
+
+
+def pack_hyper(values: dict[str, Any]) -> jax.Array:
+    """The float32 operand, in :data:`HYPER_FIELDS` order, from a dict of scalars."""
+    return jnp.stack([jnp.asarray(values[name], jnp.float32) for name in HYPER_FIELDS])
+
+
