@@ -42,10 +42,18 @@ kernel = Extension(
     sources=["adamjax/_csrc/adam_kernel.cc"],
     depends=["adamjax/_csrc/adam_kernel_impl.h"],
     language="c++",
-    # -fno-math-errno lets the compiler vectorise sqrt; no -ffast-math, so the
+    # -fno-math-errno and -fno-trapping-math let the compiler vectorise sqrt and
+    # the zero-denominator select (results are unchanged); no -ffast-math, so the
     # arithmetic stays IEEE; no FMA contraction, so `p + (-lr * u)` rounds the
     # step first, exactly as `update` followed by `optax.apply_updates` does.
-    extra_compile_args=["-std=c++17", "-O3", "-fno-math-errno", "-ffp-contract=off", "-fvisibility-inlines-hidden"],
+    extra_compile_args=[
+        "-std=c++17",
+        "-O3",
+        "-fno-math-errno",
+        "-fno-trapping-math",
+        "-ffp-contract=off",
+        "-fvisibility-inlines-hidden",
+    ],
 )
 
 setup(ext_modules=[kernel] if os.name == "posix" else [], cmdclass={"build_ext": OptionalBuildExt})

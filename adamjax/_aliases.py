@@ -84,15 +84,18 @@ def _masked(func: str, tx: optax.GradientTransformation, mask: Any) -> optax.Gra
     masked = optax.masked(tx, mask)
 
     def init_fn(params: optax.Params) -> Any:
-        mask_tree = mask(params) if callable(mask) else mask
         try:
-            jax.tree.structure(mask_tree).flatten_up_to(params)
+            return masked.init(params)
         except (ValueError, TypeError):
-            raise TypeError(
-                f"`{func}(mask=...)` must have the structure of the parameters (or a prefix of it).\n"
-                f"  mask:       {jax.tree.structure(mask_tree)}\n  parameters: {jax.tree.structure(params)}"
-            ) from None
-        return masked.init(params)
+            mask_tree = mask(params) if callable(mask) else mask
+            try:
+                jax.tree.structure(mask_tree).flatten_up_to(params)
+            except (ValueError, TypeError):
+                raise TypeError(
+                    f"`{func}(mask=...)` must have the structure of the parameters (or a prefix of it).\n"
+                    f"  mask:       {jax.tree.structure(mask_tree)}\n  parameters: {jax.tree.structure(params)}"
+                ) from None
+            raise
 
     return optax.GradientTransformationExtraArgs(init_fn, masked.update)
 
@@ -141,7 +144,7 @@ def adam(
     amsgrad: bool = False,
     nesterov: bool = False,
     centered: bool = False,
-    power: Any = 2.0,
+    power: Any = None,
     bias_correction: bool = True,
     mu_dtype: Any = None,
     nu_dtype: Any = None,

@@ -77,7 +77,12 @@ def make_config(
     mu_dtype: Any = None,
     nu_dtype: Any = None,
 ) -> AdamConfig:
-    """Validates hyperparameters for the public call ``func`` and builds a config."""
+    """Validates hyperparameters for the public call ``func`` and builds a config.
+
+    ``power=None`` means 2 (Adam).
+    """
+    if power is None:
+        power = 2.0
     _checks.check_decay(func, "b1", b1)
     _checks.check_decay(func, "b2", b2)
     _checks.check_nonnegative(func, "eps", eps)

@@ -110,8 +110,9 @@ class FlatParams:
     def unflatten(self) -> Any:
         """The original pytree (slices of the buffers, reshaped)."""
         leaves = [
-            jax.lax.slice_in_dim(self.buffers[slot.group], slot.offset, slot.offset + int(np.prod(slot.shape)))
-            .reshape(slot.shape)
+            jax.lax.slice_in_dim(self.buffers[slot.group], slot.offset, slot.offset + int(np.prod(slot.shape))).reshape(
+                slot.shape
+            )
             for slot in self.layout.slots
         ]
         return jax.tree.unflatten(self.layout.treedef, leaves)

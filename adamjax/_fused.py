@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from adamjax import _checks, _core, _native
@@ -41,18 +40,14 @@ class FusedSpec(NamedTuple):
 def config_supported(config: _core.AdamConfig) -> bool:
     """Whether the kernel computes this variant (it knows plain Adam only)."""
     power = config.power
-    # With eps = 0 in float32 the kernel's m_hat / (sqrt(v_hat) + eps) is 0/0 for a zero
-    # gradient; the core gives sign(m_hat) = 0 there (see adam_step), so such configs run the core.
-    eps_is_zero = not _checks.is_traced(config.eps) and float(np.float32(config.eps)) == 0.0
     return (
         not _checks.is_traced(power)
         and float(power) == 2.0
         and not (config.centered or config.amsgrad or config.nesterov)
-        and not eps_is_zero
     )
 
 
-def _reference(param, grad, mu, nu, hyper, *, apply: bool, coupled: bool, decoupled: bool):
+def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool):
     """The kernel's result computed by the core in JAX (for ``jax.grad`` and non-CPU backends)."""
     h = dict(zip(_native.HYPER_FIELDS, (hyper[i] for i in range(len(_native.HYPER_FIELDS))), strict=True))
     g = grad
@@ -73,21 +68,34 @@ def _reference(param, grad, mu, nu, hyper, *, apply: bool, coupled: bool, decoup
     if decoupled:
         update = update + _core.scale_leaf(h["decoupled_wd"], param)
     update = _core.scale_leaf(-h["lr"], update)
-    out = (param + update).astype(param.dtype) if apply else update
-    return out, step.mu.astype(mu.dtype), step.nu.astype(nu.dtype)
+    return (param + update).astype(param.dtype), step.mu.astype(mu.dtype), step.nu.astype(nu.dtype)
+
+
+def _native_all(params, grads, mus, nus, hyper, **flags):
+    outs = [_native.ffi_step(p, g, m, v, hyper, **flags) for p, g, m, v in zip(params, grads, mus, nus, strict=True)]
+    return tuple(tuple(column) for column in zip(*outs, strict=True)) if outs else ((), (), ())
+
+
+def _reference_all(params, grads, mus, nus, hyper, **flags):
+    outs = [_reference(p, g, m, v, hyper, **flags) for p, g, m, v in zip(params, grads, mus, nus, strict=True)]
+    return tuple(tuple(column) for column in zip(*outs, strict=True)) if outs else ((), (), ())
 
 
 @functools.cache
-def kernel(apply: bool, coupled: bool, decoupled: bool):
-    """``(param, grad, mu, nu, hyper) -> (param or update, mu, nu)``: native on CPU, the core elsewhere."""
-    flags = {"apply": apply, "coupled": coupled, "decoupled": decoupled}
-    reference = functools.partial(_reference, **flags)
+def kernel(coupled: bool, decoupled: bool):
+    """``(params, grads, mus, nus, hyper) -> (params or updates, mus, nus)`` over tuples of arrays.
+
+    One FFI call per array; ``jax.grad`` and ``jax.jvp`` differentiate the
+    core instead. The caller checks that the computation targets the CPU
+    (``jax.lax.platform_dependent`` would also allow mixed platforms, but it
+    triples the compile time of a many-array step).
+    """
+    flags = {"coupled": coupled, "decoupled": decoupled}
+    reference = functools.partial(_reference_all, **flags)
 
     @jax.custom_jvp
-    def step(param, grad, mu, nu, hyper):
-        return jax.lax.platform_dependent(
-            param, grad, mu, nu, hyper, cpu=functools.partial(_native.ffi_step, **flags), default=reference
-        )
+    def step(params, grads, mus, nus, hyper):
+        return _native_all(params, grads, mus, nus, hyper, **flags)
 
     @step.defjvp
     def _jvp(primals, tangents):
@@ -124,12 +132,11 @@ def _supported_leaf(grad: Any, param: Any, mu: Any, nu: Any) -> bool:
     return _native.supports(dtype, mu.dtype, nu.dtype)
 
 
-def run(spec: FusedSpec, grads: Any, state: tuple, params: Any, *, apply: bool) -> tuple[Any, tuple] | None:
-    """The chain's step through the kernel, or None when the kernel does not apply.
+def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tuple] | None:
+    """The chain's step and ``apply_updates`` through the kernel, or None when the kernel does not apply.
 
-    Returns ``(updates, new_state)`` (``apply=False``, the optax protocol) or
-    ``(new_params, new_state)`` (``apply=True``); ``new_state`` has exactly the
-    chain's structure.
+    Returns ``(new_params, new_state)``; ``new_state`` has exactly the chain's
+    structure.
     """
     if _native.unavailable_reason() is not None or _core._RECORDER.get() is not None:
         return None
@@ -142,24 +149,19 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any, *, apply: bool) 
 
     coupled_value, states[0] = _scheduled(spec.coupled_decay, states[0])
     coupled = not _is_literal_zero(spec.coupled_decay)
-    if coupled and params is None and _checks.is_traced(spec.coupled_decay) and not apply:
-        coupled = False  # the chain skips a traced coupled decay without params; so do we
     decoupled, decoupled_value = False, 0.0
     if spec.decoupled_decay is not None:
         decoupled_value, states[2] = _scheduled(spec.decoupled_decay, states[2])
         decoupled = not _is_literal_zero(spec.decoupled_decay)
     lr, states[-1] = _scheduled(spec.learning_rate, states[-1])
-    if params is None and (apply or coupled or decoupled):
-        return None  # the chain raises the error that names what is missing
+    if params is None:
+        return None  # the two-call path raises the error that names what is missing
 
     treedef = jax.tree.structure(core_state.mu)
     mus = treedef.flatten_up_to(core_state.mu)
     nus = treedef.flatten_up_to(core_state.nu)
-    if params is None:
-        param_leaves = [None] * len(grad_leaves)
-    else:
-        _core.check_same_structure(spec.func, params, core_state.mu)
-        param_leaves = treedef.flatten_up_to(params)
+    _core.check_same_structure(spec.func, params, core_state.mu)
+    param_leaves = treedef.flatten_up_to(params)
     if not all(_supported_leaf(*leaf) for leaf in zip(grad_leaves, param_leaves, mus, nus, strict=True)):
         return None
 
@@ -185,32 +187,27 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any, *, apply: bool) 
             "decoupled_wd": decoupled_value if decoupled else 0.0,
         }
     )
-    step = kernel(apply, coupled, decoupled)
-    outs, new_mu, new_nu = [], [], []
-    for grad, param, mu, nu in zip(grad_leaves, param_leaves, mus, nus, strict=True):
-        out, mu, nu = step(grad if param is None else param, grad, mu, nu, hyper)
-        outs.append(out)
-        new_mu.append(mu)
-        new_nu.append(nu)
+    step = kernel(coupled, decoupled)
+    outs, new_mu, new_nu = step(tuple(param_leaves), tuple(grad_leaves), tuple(mus), tuple(nus), hyper)
     states[core_index] = _core.ScaleByAdamState(
-        count=count, mu=treedef.unflatten(new_mu), nu=treedef.unflatten(new_nu), nu_max=None
+        count=count, mu=treedef.unflatten(list(new_mu)), nu=treedef.unflatten(list(new_nu)), nu_max=None
     )
-    return treedef.unflatten(outs), tuple(states)
+    return treedef.unflatten(list(outs)), tuple(states)
 
 
 def attach(spec: FusedSpec, chain: optax.GradientTransformationExtraArgs) -> optax.GradientTransformationExtraArgs:
-    """``chain`` with an update that takes the kernel when it applies (same state, same results)."""
+    """``chain``, marked so that :func:`apply_step` can run it through the kernel.
+
+    ``update`` itself stays the chain's: returning ``updates`` for
+    ``optax.apply_updates`` means writing a fresh array per parameter, which
+    XLA cannot fuse with the kernel, so the fused step exists only as
+    :func:`apply_step`.
+    """
 
     def update_fn(updates, state, params=None, **extra_args):
-        fused = run(spec, updates, state, params, apply=False)
-        if fused is None:
-            return chain.update(updates, state, params, **extra_args)
-        return fused
+        return chain.update(updates, state, params, **extra_args)
 
-    def apply_fn(grads, state, params):
-        return run(spec, grads, state, params, apply=True)
-
-    update_fn.adamjax_apply = apply_fn
+    update_fn.adamjax_apply = functools.partial(run, spec)
     return optax.GradientTransformationExtraArgs(chain.init, update_fn)
 
 

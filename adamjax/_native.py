@@ -103,25 +103,19 @@ def ffi_step(
     nu: jax.Array,
     hyper: jax.Array,
     *,
-    apply: bool,
     coupled: bool,
     decoupled: bool,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The FFI call: new ``(param or update, mu, nu)``; param (when applying), mu and nu update in place."""
+    """The FFI call: new ``(param, mu, nu)``, written over the old ones (aliased)."""
     out_types = (
         jax.ShapeDtypeStruct(param.shape, param.dtype),
         jax.ShapeDtypeStruct(mu.shape, mu.dtype),
         jax.ShapeDtypeStruct(nu.shape, nu.dtype),
     )
-    aliases = {2: 1, 3: 2}
-    if apply:
-        aliases[0] = 0
-    call = jax.ffi.ffi_call(_TARGET, out_types, input_output_aliases=aliases, vmap_method="broadcast_all")
-    return call(param, grad, mu, nu, hyper, apply=apply, coupled=coupled, decoupled=decoupled)
+    call = jax.ffi.ffi_call(_TARGET, out_types, input_output_aliases={0: 0, 2: 1, 3: 2}, vmap_method="broadcast_all")
+    return call(param, grad, mu, nu, hyper, coupled=coupled, decoupled=decoupled)
 
 
 def pack_hyper(values: dict[str, Any]) -> jax.Array:
     """The float32 operand, in :data:`HYPER_FIELDS` order, from a dict of scalars."""
     return jnp.stack([jnp.asarray(values[name], jnp.float32) for name in HYPER_FIELDS])
-
-

@@ -17,7 +17,7 @@ def scale_by_adam(
     eps: Any = 1e-8,
     eps_root: Any = 0.0,
     *,
-    power: Any = 2.0,
+    power: Any = None,
     centered: bool = False,
     amsgrad: bool = False,
     nesterov: bool = False,
@@ -41,6 +41,18 @@ def scale_by_adam(
     negated), as in ``optax.scale_by_adam``. Arithmetic runs in float32 or wider
     whatever the parameters' dtype, and the updates come back in the gradients'
     dtype, so float16 and bfloat16 parameters never see ``eps`` underflow.
+    Gradients may have any real float dtype (not necessarily the parameters');
+    integer, boolean and complex gradients, and complex parameters, are refused.
+
+    Edges: where the denominator is exactly 0 (``eps=0`` with a zero gradient,
+    or a second moment that underflowed) the direction is
+    :math:`\operatorname{sign}(\hat m_t)`, not NaN. The second moment holds
+    :math:`g^2`, so with float32 arithmetic gradients beyond about ``1e19``
+    overflow it (it becomes ``inf`` and those coordinates stop moving); keep
+    ``nu_dtype=jnp.float64`` (with x64 enabled) for such gradients. A NaN or
+    infinite gradient poisons the moments for good: to skip such steps, leaving
+    parameters, moments and count exactly as they were, wrap the optimizer in
+    ``optax.apply_if_finite(tx, max_consecutive_errors=...)``.
 
     Args:
       b1: decay of the first moment, in ``[0, 1)``.
@@ -51,7 +63,9 @@ def scale_by_adam(
         through the update). With ``centered=True`` it is added to the stored
         second moment every step (AdaBelief); with ``power=inf`` it is added to
         ``|g|`` inside the running maximum (PyTorch's and optax's Adamax).
-      power: the moment's order :math:`p > 0`; ``2`` is Adam; other values give
+      power: the moment's order :math:`p > 0`; ``None`` (the default) or ``2``
+        is Adam; ``None`` is not a number, so ``optax.inject_hyperparams``
+        leaves it static and the compiled step keeps its square root; other values give
         the p-th power / p-th root moment of the seed simulator; ``math.inf``
         gives Adamax (:math:`v_t = \max(\beta_2 v_{t-1}, |g_t| +
         \epsilon_{root})`, not bias-corrected). May be a tracer (then the
@@ -127,6 +141,11 @@ def scale_by_learning_rate(learning_rate: Any, *, func: str = "scale_by_learning
     Returns:
       An ``optax.GradientTransformation``: stateless for a constant rate,
       counting steps (``optax.ScaleByScheduleState``) for a schedule.
+
+    Raises:
+      ValueError, TypeError: ``learning_rate`` is negative, NaN, infinite or
+        not a number; (from ``update``) a schedule returned something other
+        than a real scalar.
     """
     _checks.check_learning_rate(func, "learning_rate", learning_rate)
     if not callable(learning_rate):
@@ -139,6 +158,7 @@ def scale_by_learning_rate(learning_rate: Any, *, func: str = "scale_by_learning
     def update_fn(updates, state, params=None):
         del params
         rate = learning_rate(state.count)
+        _checks.check_schedule_value(func, "learning_rate", rate)
         return _scale(updates, -rate), optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from adamjax._flat import FlatParams, flatten_with
+from adamjax._flat import FlatParams, Layout, flatten_with, layout_of
 from adamjax._fused import apply_step
 
 Array = Any
@@ -212,9 +212,12 @@ def from_transformation(tx: optax.GradientTransformation, *, flat: bool = False)
     With ``flat=True`` the state keeps the parameters, and therefore the
     transformation's state, as one 1-D buffer per dtype
     (:class:`adamjax.FlatParams`); ``get_params`` returns the original tree
-    and ``update`` takes gradients shaped like it. A step then touches a
-    handful of large buffers instead of several per parameter array, which is
-    much faster for models with many small arrays. Only for elementwise
+    and ``update`` takes gradients shaped like it, or, faster, gradients taken
+    with respect to the flat parameters themselves (``jax.grad(lambda flat:
+    loss(flat.unflatten()))(state.params)``, a :class:`adamjax.FlatParams`),
+    which arrive flat without a copy. A step then touches a handful of large
+    buffers instead of several per parameter array, which is much faster for
+    models with many small arrays. Only for elementwise
     transformations (the whole Adam family, SGD, clipping by global norm):
     anything that looks at a parameter's shape or position in the tree
     (``optax.masked``, per-array norms, factored second moments) would see the
@@ -246,17 +249,29 @@ def from_transformation(tx: optax.GradientTransformation, *, flat: bool = False)
     if not isinstance(flat, bool):
         raise TypeError(f"`from_transformation(flat=...)` must be True or False; got {flat!r}.")
 
+    @functools.partial(jax.jit, static_argnums=0)
+    def flat_init(layout: Layout, params: Params) -> TransformationState:
+        buffers = flatten_with(layout, params, "from_transformation init")
+        return TransformationState(FlatParams(buffers, layout), tx.init(buffers))
+
     def init(params: Params) -> TransformationState:
         if flat:
-            params = FlatParams.from_tree(params, "from_transformation init")
-            return TransformationState(params, tx.init(params.buffers))
+            return flat_init(layout_of(params), params)
         return TransformationState(params, tx.init(params))
 
     @jax.jit
     def step(grads: Updates, state: TransformationState) -> TransformationState:
         # Checked while tracing; a new gradient tree always retraces.
         if isinstance(state.params, FlatParams):
-            flat_grads = flatten_with(state.params.layout, grads, "from_transformation update")
+            if isinstance(grads, FlatParams):
+                if grads.layout != state.params.layout:
+                    raise TypeError(
+                        "from_transformation update: the flat gradients have another layout than the "
+                        f"parameters.\n  parameters: {state.params!r}\n  gradients:  {grads!r}"
+                    )
+                flat_grads = grads.buffers
+            else:
+                flat_grads = flatten_with(state.params.layout, grads, "from_transformation update")
             buffers, inner_state = apply_step(tx, flat_grads, state.inner_state, state.params.buffers)
             return TransformationState(FlatParams(buffers, state.params.layout), inner_state)
         _check_grad_tree("from_transformation update", grads, jax.tree.structure(state.params))

@@ -73,7 +73,7 @@ def init_mlp(key, sizes=(16, 64, 64, 1)):
     keys = jax.random.split(key, len(sizes) - 1)
     return [
         {"w": jax.random.normal(k, (m, n), jnp.float32) * (2 / m) ** 0.5, "b": jnp.zeros(n, jnp.float32)}
-        for k, m, n in zip(keys, sizes[:-1], sizes[1:])
+        for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)
     ]
 
 
@@ -141,7 +141,7 @@ start = time.perf_counter()
 curves = jax.block_until_ready(sweep(learning_rates))
 print(f"{len(learning_rates)} runs x {STEPS} steps in {time.perf_counter() - start:.2f} s, compilation included")
 final = curves[:, -20:].mean(axis=1)
-for learning_rate, loss in zip(learning_rates, final):
+for learning_rate, loss in zip(learning_rates, final, strict=True):
     print(f"learning rate {float(learning_rate):.1e}  final loss {float(loss):.2e}")
 best = int(jnp.argmin(final))
 print(f"best learning rate: {float(learning_rates[best]):.1e}")""",
@@ -150,7 +150,7 @@ print(f"best learning rate: {float(learning_rates[best]):.1e}")""",
         "code",
         """fig, (ax_curves, ax_final) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 colors = plt.cm.viridis(jnp.linspace(0, 1, len(learning_rates)))
-for learning_rate, curve, color in zip(learning_rates, curves, colors):
+for learning_rate, curve, color in zip(learning_rates, curves, colors, strict=True):
     ax_curves.semilogy(jnp.arange(1, STEPS + 1), curve, color=color, label=f"{float(learning_rate):.0e}")
 ax_curves.set(xlabel="step", ylabel="mean squared error", title="one curve per learning rate")
 ax_curves.legend(title="learning rate", fontsize="small", ncols=2)

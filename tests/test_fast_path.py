@@ -46,7 +46,9 @@ def _params(dtype=jnp.float32, sizes=(70_000, 5, 1, 0)):
 
 def _grads(params, t):
     rng = np.random.default_rng(100 + t)
-    return jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape) + 0.1 * np.asarray(p, np.float64), p.dtype), params)
+    return jax.tree.map(
+        lambda p: jnp.asarray(rng.normal(size=p.shape) + 0.1 * np.asarray(p, np.float64), p.dtype), params
+    )
 
 
 def _trajectory(tx, params, steps=12, *, fused=True):
@@ -104,13 +106,12 @@ def test_apply_step_compiles_to_one_kernel_call_per_array():
     ],
     ids=["adam", "adam-hyper", "adam-l2", "adamw", "adamw-schedules", "no-bias-correction", "bf16-state"],
 )
-@pytest.mark.parametrize("fused", [True, False], ids=["apply_step", "update"])
-def test_native_matches_pure_path_float32(make_tx, fused, pure_path):
+def test_native_matches_pure_path_float32(make_tx, pure_path):
     params = _params()
     pure_path(True)
-    expected = _trajectory(make_tx(), params, fused=fused)
+    expected = _trajectory(make_tx(), params)
     pure_path(False)
-    actual = _trajectory(make_tx(), params, fused=fused)
+    actual = _trajectory(make_tx(), params)
     # bfloat16 moments can round the other way when the float32 value sits on a tie.
     bf16 = "bf16" in make_tx.__code__.co_consts.__repr__() or jax.tree.leaves(expected[1])[1].dtype == jnp.bfloat16
     _assert_trees_close(actual, expected, rtol=1e-6, atol=1e-2 if bf16 else 1e-7)
@@ -123,8 +124,9 @@ def test_native_matches_optax_and_numpy_float64_reference():
     def grad_fn(theta):
         return {"a": np.cos(np.arange(4096) * 0.01) + 0.5 * theta["a"]}
 
-    expected = ref.closed_loop(grad_fn, {"a": np.asarray(params["a"], np.float64)}, ref.Variant(), lr, steps,
-                               decoupled_decay=wd)[-1]["a"]
+    expected = ref.closed_loop(
+        grad_fn, {"a": np.asarray(params["a"], np.float64)}, ref.Variant(), lr, steps, decoupled_decay=wd
+    )[-1]["a"]
     tx = adamjax.adamw(lr, weight_decay=wd)
     state, theta = tx.init(params), params
     optax_tx = optax.adamw(lr, weight_decay=wd)
@@ -151,10 +153,13 @@ def test_bfloat16_parameters_match_pure_path(pure_path):
     _assert_trees_close(actual, expected, rtol=2e-2, atol=1e-2)
 
 
-def test_apply_step_equals_update_then_apply_updates_bit_for_bit():
+def test_apply_step_equals_update_then_apply_updates():
     params = _params()
     tx = adamjax.adamw(1e-3, weight_decay=0.1)
-    _assert_trees_close(_trajectory(tx, params, fused=True), _trajectory(tx, params, fused=False), rtol=0.0)
+    # XLA may contract a*b+c into one FMA where the kernel rounds twice: a last-bit difference.
+    _assert_trees_close(_trajectory(tx, params, fused=True), _trajectory(tx, params, fused=False), rtol=1e-6, atol=1e-7)
+    state = tx.init(params)
+    assert KERNEL not in _hlo(tx.update, params, state, params)  # `update` itself stays the chain
 
 
 @pytest.mark.parametrize(
@@ -250,22 +255,27 @@ def test_vmapped_ensemble_matches_separate_runs():
         _assert_trees_close(jax.tree.map(lambda x, k=k: x[k], batched), single, rtol=1e-6)
 
 
-def test_inject_hyperparams_goes_through_the_kernel_without_recompiling():
+def test_traced_hyperparameters_go_through_the_kernel_without_recompiling():
     params = _params(sizes=(1000,))
-    tx = optax.inject_hyperparams(adamjax.adamw)(learning_rate=1e-3, weight_decay=0.01)
     traces = []
 
     @jax.jit
-    def step(grads, state, params):
+    def step(grads, state, params, lr, wd):
         traces.append(None)
-        return adamjax.apply_step(tx, grads, state, params)
+        return adamjax.apply_step(adamjax.adamw(lr, weight_decay=wd), grads, state, params)
 
-    state = tx.init(params)
-    assert KERNEL in step.lower(params, state, params).compile().as_text()
+    state = adamjax.adamw(1e-3).init(params)
+    lr0, wd0 = jnp.float32(1e-3), jnp.float32(0.01)
+    assert KERNEL in step.lower(params, state, params, lr0, wd0).compile().as_text()
+    expected_params, expected_state = params, state
     for t, lr in enumerate([1e-3, 3e-4, 1e-4]):
-        state.hyperparams["learning_rate"] = jnp.asarray(lr, state.hyperparams["learning_rate"].dtype)
-        params, state = step(_grads(params, t), state, params)
-    assert len(traces) == 1  # lower() traced once; changing the learning rate never retraces
+        grads = _grads(params, t)
+        params, state = step(grads, state, params, jnp.float32(lr), wd0)
+        tx = adamjax.adamw(lr, weight_decay=0.01)
+        updates, expected_state = jax.jit(tx.update)(grads, expected_state, expected_params)
+        expected_params = optax.apply_updates(expected_params, updates)
+    assert len(traces) == 1  # new values never retrace
+    _assert_trees_close(params, expected_params, rtol=1e-6, atol=1e-7)
 
 
 def test_donated_step_updates_in_place():
@@ -338,7 +348,9 @@ def test_flat_triple_matches_the_tree_triple(make_tx, mixed):
     tree = optimizers.from_transformation(make_tx())
     flat_state, tree_state = flat.init_fn(params), tree.init_fn(params)
     for t in range(8):
-        grads = jax.tree.map(lambda p, t=t: (jnp.sin(p.astype(jnp.float32) + t)).astype(p.dtype), tree.params_fn(tree_state))
+        grads = jax.tree.map(
+            lambda p, t=t: (jnp.sin(p.astype(jnp.float32) + t)).astype(p.dtype), tree.params_fn(tree_state)
+        )
         flat_state = flat.update_fn(t, grads, flat_state)
         tree_state = tree.update_fn(t, grads, tree_state)
     _assert_trees_close(flat.params_fn(flat_state), tree.params_fn(tree_state), rtol=1e-6, atol=1e-7)
@@ -358,6 +370,25 @@ def test_flat_triple_refuses_mismatched_gradients():
         update(0, bad_dtype, state)
     with pytest.raises(TypeError, match=r"`from_transformation\(flat=...\)` must be True or False; got 'yes'"):
         optimizers.from_transformation(adamjax.adam(1e-3), flat="yes")
+
+
+def test_flat_triple_takes_gradients_with_respect_to_the_flat_parameters():
+    params = _mixed_params()
+    init, update, get_params = optimizers.from_transformation(adamjax.adamw(1e-2, weight_decay=0.1), flat=True)
+
+    def loss(tree):
+        return sum(jnp.sum(jnp.sin(leaf.astype(jnp.float32))) for leaf in jax.tree.leaves(tree))
+
+    state_flat, state_tree = init(params), init(params)
+    for t in range(4):
+        flat_grads = jax.grad(lambda flat: loss(flat.unflatten()))(state_flat.params)
+        assert isinstance(flat_grads, adamjax.FlatParams)
+        state_flat = update(t, flat_grads, state_flat)
+        state_tree = update(t, jax.grad(loss)(get_params(state_tree)), state_tree)
+    _assert_trees_close(get_params(state_flat), get_params(state_tree), rtol=0.0)
+    other = optimizers.from_transformation(adamjax.adam(1e-3), flat=True).init_fn({"x": jnp.zeros(3, jnp.float32)})
+    with pytest.raises(TypeError, match="flat gradients have another layout"):
+        update(0, other.params, state_flat)
 
 
 def test_flat_triple_state_is_a_few_buffers():

@@ -448,7 +448,9 @@ def test_from_transformation_matches_optax_apply_updates(make_tx):
     assert isinstance(state, optimizers.TransformationState)
     for a, e in zip(jax.tree.leaves(get_params(state)), jax.tree.leaves(expected), strict=True):
         assert a.dtype == e.dtype
-        np.testing.assert_array_equal(a, e)
+        # adamjax's Adam runs the native kernel here, which rounds `p + (-lr * u)` twice where
+        # XLA may fuse one FMA: equal to float32 rounding, not bit for bit.
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7)
     # `i` is ignored: the transformation counts its own steps.
     state_fixed_i = init(params)
     for g in grads:

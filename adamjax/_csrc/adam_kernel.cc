@@ -47,7 +47,7 @@ struct Pointers {
   const void* grad;
   const void* mu;
   const void* nu;
-  void* out;  // new parameters (apply) or the update -lr * u (otherwise)
+  void* out;  // new parameters
   void* mu_out;
   void* nu_out;
 };
@@ -68,12 +68,12 @@ namespace avx2 {
 #pragma GCC pop_options
 #endif
 
-RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool apply, bool coupled, bool decoupled) {
+RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool coupled, bool decoupled) {
 #ifdef ADAMJAX_HAVE_AVX2
   static const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (has_avx2) return avx2::Pick(param, mu, nu, apply, coupled, decoupled);
+  if (has_avx2) return avx2::Pick(param, mu, nu, coupled, decoupled);
 #endif
-  return baseline::Pick(param, mu, nu, apply, coupled, decoupled);
+  return baseline::Pick(param, mu, nu, coupled, decoupled);
 }
 
 // Work shared between the calling thread and pool threads. Chunks are claimed
@@ -121,8 +121,8 @@ constexpr int64_t kParallelMin = 1 << 16;  // below this, one thread is faster
 
 ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::AnyBuffer param, ffi::AnyBuffer grad, ffi::AnyBuffer mu,
                     ffi::AnyBuffer nu, ffi::Buffer<ffi::F32> hyper, ffi::Result<ffi::AnyBuffer> out,
-                    ffi::Result<ffi::AnyBuffer> mu_out, ffi::Result<ffi::AnyBuffer> nu_out, bool apply,
-                    bool coupled, bool decoupled) {
+                    ffi::Result<ffi::AnyBuffer> mu_out, ffi::Result<ffi::AnyBuffer> nu_out, bool coupled,
+                    bool decoupled) {
   const int64_t n = static_cast<int64_t>(param.element_count());
   if (grad.element_count() != param.element_count() || mu.element_count() != param.element_count() ||
       nu.element_count() != param.element_count() || out->element_count() != param.element_count()) {
@@ -136,7 +136,7 @@ ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::AnyBuffer param, ffi::AnyBuffer g
       mu_out->element_type() != mu.element_type() || nu_out->element_type() != nu.element_type()) {
     return ffi::Error::InvalidArgument("adamjax adam kernel: operand dtypes do not match");
   }
-  RangeFn fn = Pick(param.element_type(), mu.element_type(), nu.element_type(), apply, coupled, decoupled);
+  RangeFn fn = Pick(param.element_type(), mu.element_type(), nu.element_type(), coupled, decoupled);
   if (fn == nullptr) {
     return ffi::Error::InvalidArgument("adamjax adam kernel: unsupported dtype combination");
   }
@@ -172,9 +172,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AdamjaxAdamStep, AdamImpl,
                                   .Arg<ffi::AnyBuffer>()  // mu
                                   .Arg<ffi::AnyBuffer>()  // nu
                                   .Arg<ffi::Buffer<ffi::F32>>()  // hyperparameters
-                                  .Ret<ffi::AnyBuffer>()  // new param, or the update
+                                  .Ret<ffi::AnyBuffer>()  // new param
                                   .Ret<ffi::AnyBuffer>()  // new mu
                                   .Ret<ffi::AnyBuffer>()  // new nu
-                                  .Attr<bool>("apply")
                                   .Attr<bool>("coupled")
                                   .Attr<bool>("decoupled"));

@@ -35,7 +35,7 @@ struct BF16 {
 
 // Elements [begin, end) of one step. P: parameter/gradient/update type,
 // M and V: moment storage types. All arithmetic is float32.
-template <typename P, typename M, typename V, bool kApply, bool kCoupled, bool kDecoupled>
+template <typename P, typename M, typename V, bool kCoupled, bool kDecoupled>
 void StepRange(const Pointers& ptr, const float* h, int64_t begin, int64_t end) {
   using PT = typename P::T;
   using MT = typename M::T;
@@ -61,51 +61,47 @@ void StepRange(const Pointers& ptr, const float* h, int64_t begin, int64_t end) 
     if (kCoupled) g = P::Load(P::Store(g + P::Load(P::Store(coupled * p))));
     const float m = omb1 * g + b1 * M::Load(mu[i]);
     const float v = omb2 * (g * g) + b2 * V::Load(nu[i]);
-    float u = (m * inv_bc1) / (std::sqrt(v * inv_bc2 + eps_root) + eps);
+    const float m_hat = m * inv_bc1;
+    const float denom = std::sqrt(v * inv_bc2 + eps_root) + eps;
+    // As the core: a zero denominator (eps = 0 and a zero or underflowed
+    // second moment) gives sign(m_hat) instead of 0/0 or x/0.
+    // (Written as selects, not branches, so the loop still vectorises.)
+    const bool zero = denom == 0.0f;
+    const float sign = static_cast<float>((m_hat > 0.0f) - (m_hat < 0.0f));
+    float u = (zero ? sign : m_hat) / (zero ? 1.0f : denom);
     if (kDecoupled) u = P::Load(P::Store(u)) + P::Load(P::Store(decoupled * p));
     const PT step = P::Store(neg_lr * P::Load(P::Store(u)));
-    if (kApply) {
-      out[i] = P::Store(p + P::Load(step));
-    } else {
-      out[i] = step;
-    }
+    out[i] = P::Store(p + P::Load(step));
     mu_out[i] = M::Store(m);
     nu_out[i] = V::Store(v);
   }
 }
 
 template <typename P, typename M, typename V>
-RangeFn PickFlags(bool apply, bool coupled, bool decoupled) {
-  const int key = (apply ? 4 : 0) | (coupled ? 2 : 0) | (decoupled ? 1 : 0);
-  switch (key) {
-    case 0: return &StepRange<P, M, V, false, false, false>;
-    case 1: return &StepRange<P, M, V, false, false, true>;
-    case 2: return &StepRange<P, M, V, false, true, false>;
-    case 3: return &StepRange<P, M, V, false, true, true>;
-    case 4: return &StepRange<P, M, V, true, false, false>;
-    case 5: return &StepRange<P, M, V, true, false, true>;
-    case 6: return &StepRange<P, M, V, true, true, false>;
-    default: return &StepRange<P, M, V, true, true, true>;
+RangeFn PickFlags(bool coupled, bool decoupled) {
+  if (coupled) {
+    return decoupled ? &StepRange<P, M, V, true, true> : &StepRange<P, M, V, true, false>;
   }
+  return decoupled ? &StepRange<P, M, V, false, true> : &StepRange<P, M, V, false, false>;
 }
 
 template <typename P, typename M>
-RangeFn PickNu(ffi::DataType nu, bool apply, bool coupled, bool decoupled) {
-  if (nu == ffi::DataType::F32) return PickFlags<P, M, F32>(apply, coupled, decoupled);
-  if (nu == ffi::DataType::BF16) return PickFlags<P, M, BF16>(apply, coupled, decoupled);
+RangeFn PickNu(ffi::DataType nu, bool coupled, bool decoupled) {
+  if (nu == ffi::DataType::F32) return PickFlags<P, M, F32>(coupled, decoupled);
+  if (nu == ffi::DataType::BF16) return PickFlags<P, M, BF16>(coupled, decoupled);
   return nullptr;
 }
 
 template <typename P>
-RangeFn PickMu(ffi::DataType mu, ffi::DataType nu, bool apply, bool coupled, bool decoupled) {
-  if (mu == ffi::DataType::F32) return PickNu<P, F32>(nu, apply, coupled, decoupled);
-  if (mu == ffi::DataType::BF16) return PickNu<P, BF16>(nu, apply, coupled, decoupled);
+RangeFn PickMu(ffi::DataType mu, ffi::DataType nu, bool coupled, bool decoupled) {
+  if (mu == ffi::DataType::F32) return PickNu<P, F32>(nu, coupled, decoupled);
+  if (mu == ffi::DataType::BF16) return PickNu<P, BF16>(nu, coupled, decoupled);
   return nullptr;
 }
 
-RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool apply, bool coupled, bool decoupled) {
-  if (param == ffi::DataType::F32) return PickMu<F32>(mu, nu, apply, coupled, decoupled);
-  if (param == ffi::DataType::BF16) return PickMu<BF16>(mu, nu, apply, coupled, decoupled);
+RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool coupled, bool decoupled) {
+  if (param == ffi::DataType::F32) return PickMu<F32>(mu, nu, coupled, decoupled);
+  if (param == ffi::DataType::BF16) return PickMu<BF16>(mu, nu, coupled, decoupled);
   return nullptr;
 }
 

@@ -1,0 +1,97 @@
+"""The benchmark suite runs and prints its tables (timings are never asserted: they depend on the machine)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+@pytest.fixture(scope="module")
+def quick_output():
+    result = subprocess.run(
+        [sys.executable, str(SUITE), "--quick", "--scenario", "large-leaf", "--large-log2", "16"]
+        + ["--scenario", "eager-loop"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def table_rows(text: str, *columns: str) -> list[list[str]]:
+    """The body rows of the first Markdown table whose header begins with ``columns``."""
+    lines = text.splitlines()
+    start = next(
+        i for i, line in enumerate(lines) if line.startswith("|") and cells(line)[: len(columns)] == list(columns)
+    )
+    assert re.fullmatch(r"\|[-:|]+\|", lines[start + 1]), lines[start + 1]
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(cells(line))
+    return rows
+
+
+def test_large_leaf_tables_have_every_library(quick_output):
+    assert "## One large leaf (`large-leaf`)" in quick_output
+    assert "adamjax native kernel:" in quick_output
+    step_rows = table_rows(quick_output, "variant", "median ms")
+    names = [row[0] for row in step_rows]
+    expected = [
+        "optax.adam",
+        "adamjax.apply_step",
+        "adamjax.apply_step, bf16 state",
+        "adamjax.adam update + apply_updates",
+        "adamjax flat triple",
+        "adamjax flat triple, tree gradients",
+        "example_libraries.adam",
+        "probe: p,m,v += f(g) (read 4, write 3)",
+        "probe: a = 0.5 a + b (read 2, write 1)",
+    ]
+    if HAS_TORCH:
+        expected[7:7] = ["torch Adam foreach", "torch Adam fused"]
+    else:
+        assert "torch is not installed; its rows are skipped" in quick_output
+    assert names == expected
+    for row in step_rows:
+        assert len(row) == 6 and float(row[1].replace(",", "")) > 0  # median ms
+    assert next(row for row in step_rows if row[0] == "optax.adam")[3] == "1.00x"
+    assert max(float(row[5]) for row in step_rows) == 1.0  # the roof is the best rate of the run
+
+
+def test_memory_and_state_tables(quick_output):
+    memory = {row[0]: row for row in table_rows(quick_output, "variant", "state bytes/param")}
+    assert memory["optax.adam"][1] == "8.00"
+    assert memory["adamjax.apply_step, bf16 state"][1] == "4.00"
+    assert float(memory["adamjax.apply_step"][5]) == pytest.approx(1.0, abs=0.01)  # peak / needed
+    dtypes = table_rows(quick_output, "mu_dtype")
+    assert [row[2] for row in dtypes] == ["8.00", "6.00", "6.00", "4.00"]
+
+
+def test_eager_loop_and_targets(quick_output):
+    eager = table_rows(quick_output, "variant", "median us/step")
+    assert [row[0] for row in eager] == [
+        "adamjax.optimizers.adam, plain Python loop",
+        "example_libraries.adam, plain Python loop",
+        "example_libraries.adam + user jit",
+    ]
+    targets = table_rows(quick_output, "target")
+    names = [row[0] for row in targets]
+    assert "eager triple loop vs user-jitted" in names
+    assert "one large leaf: adamjax.apply_step vs bandwidth roof" in names
+    assert "bfloat16 mu and nu halve state memory" in names
+    assert all(row[3] in ("PASS", "MISS") for row in targets)
