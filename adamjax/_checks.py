@@ -136,3 +136,136 @@ def canonical_float_dtype(func: str, name: str, value: Any) -> jnp.dtype | None:
             f"`{func}({name}=...)` must be None or a floating dtype such as jnp.float32 or jnp.bfloat16; got {dtype}."
         )
     return jax.dtypes.canonicalize_dtype(dtype)
+
+
+def _where(path: Any) -> str:
+    return jax.tree_util.keystr(path) or "the root"
+
+
+def check_param_dtypes(owner: str, params: Any) -> None:
+    """Every parameter leaf must be a real floating-point array.
+
+    Args:
+      owner: who needs them, as the message should say it (``"Adam"``,
+        ``"`optimizers.sgd`"``).
+      params: the parameter pytree given to ``init``.
+
+    Raises:
+      TypeError: a leaf is an integer, boolean or complex array, or not an
+        array at all; the leaf's path and dtype are shown.
+    """
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        try:
+            dtype = jnp.result_type(leaf)
+        except TypeError:
+            raise TypeError(
+                f"{owner} needs real floating-point parameters; the leaf at {_where(path)} is "
+                f"{type(leaf).__name__} {leaf!r}, not an array."
+            ) from None
+        if jnp.issubdtype(dtype, jnp.floating):
+            continue
+        if jnp.issubdtype(dtype, jnp.complexfloating):
+            raise TypeError(
+                f"{owner} needs real floating-point parameters; the leaf at {_where(path)} has dtype {dtype}. "
+                "Complex parameters are not supported: optimise the real and imaginary parts as two real "
+                "arrays (for example `{'re': z.real, 'im': z.imag}`, PyTorch's `view_as_real` convention), "
+                "or keep it out of the optimizer with `optax.masked`."
+            )
+        raise TypeError(
+            f"{owner} needs real floating-point parameters; the leaf at {_where(path)} has dtype {dtype}. "
+            "Cast it (for example `x.astype(jnp.float32)`) or keep it out of the optimizer with `optax.masked`."
+        )
+
+
+def check_gradient_dtype(func: str, path: Any, leaf: Any) -> None:
+    """A gradient leaf must be a real floating-point array (any float dtype)."""
+    try:
+        dtype = jnp.result_type(leaf)
+    except TypeError:
+        raise TypeError(
+            f"{func}: the gradient at {_where(path)} is {type(leaf).__name__} {leaf!r}; gradients must be "
+            "real floating-point arrays shaped like the parameters."
+        ) from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"{func}: the gradient at {_where(path)} has dtype {dtype}; gradients must be real floating-point "
+            "arrays (float16, bfloat16, float32 or float64) shaped like the parameters."
+        )
+
+
+def check_schedule_value(func: str, name: str, value: Any) -> None:
+    """The value a schedule returned for one step: a real scalar.
+
+    Only its type and shape are inspected, which a tracer has too, so this runs
+    inside ``jit``; a NaN value cannot be seen there and is not checked.
+
+    Raises:
+      TypeError: the value is not a real number (a string, ``None``, a boolean,
+        a complex number).
+      ValueError: the value is an array of a shape other than ``()``.
+    """
+    what = f"`{func}({name}=...)` is a schedule, and a schedule must return a real scalar"
+    if value is None or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what}; it returned {type(value).__name__} {value!r}.")
+    if not isinstance(value, (numbers.Real, jax.Array, np.ndarray, np.generic)):
+        raise TypeError(f"{what}; it returned {type(value).__name__} {value!r}.")
+    dtype = jnp.result_type(value)
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"{what}; it returned a value of dtype {dtype}.")
+    if jnp.shape(value) != ():
+        raise ValueError(f"{what}; it returned an array of shape {jnp.shape(value)}.")
+
+
+def check_step_index(func: str, i: Any) -> None:
+    """The step index ``i`` of a triple's ``update``: an integer ``>= 0``.
+
+    A tracer is accepted unchecked, and so is the value of a JAX array (reading
+    it would wait for the device); its dtype and shape are still checked.
+
+    Raises:
+      TypeError: ``i`` is not an integer scalar.
+      ValueError: ``i`` is negative.
+    """
+    if is_traced(i):
+        return
+    allowed = "must be an integer >= 0 (0 on the first update)"
+    if isinstance(i, (bool, np.bool_)) or not isinstance(i, (numbers.Integral, jax.Array, np.ndarray, np.generic)):
+        raise TypeError(f"{func}: the step index `i` {allowed}; got {type(i).__name__} {i!r}.")
+    if isinstance(i, (jax.Array, np.ndarray, np.generic)):
+        if np.ndim(i) != 0 or not jnp.issubdtype(i.dtype, jnp.integer):
+            raise TypeError(f"{func}: the step index `i` {allowed}; got an array of dtype {i.dtype}, shape {i.shape}.")
+        if isinstance(i, jax.Array):
+            return
+    if int(i) < 0:
+        raise ValueError(f"{func}: the step index `i` {allowed}; got {int(i)}.")
+
+
+def checked_schedule(func: str, name: str, value: Any) -> Any:
+    """``value`` itself, or for a schedule, the schedule with its output checked on every call.
+
+    Each call checks its result with :func:`check_schedule_value` (under ``jit``
+    only while tracing, so it costs nothing per step).
+    """
+    if not callable(value) or is_traced(value) or isinstance(value, (jax.Array, np.ndarray)):
+        return value
+
+    def schedule(count: Any) -> Any:
+        rate = value(count)
+        check_schedule_value(func, name, rate)
+        return rate
+
+    return schedule
+
+
+def check_mask(func: str, mask: Any) -> None:
+    """A mask: ``None``, a callable, or a pytree whose leaves are all booleans."""
+    if mask is None or callable(mask):
+        return
+    for path, leaf in jax.tree_util.tree_leaves_with_path(mask):
+        if not isinstance(leaf, (bool, np.bool_)) and not (
+            isinstance(leaf, (jax.Array, np.ndarray)) and leaf.shape == () and leaf.dtype == np.bool_
+        ):
+            raise TypeError(
+                f"`{func}(mask=...)` must be None, a pytree of booleans shaped like the parameters, or a "
+                f"callable returning one; the leaf at {_where(path)} is {type(leaf).__name__} {leaf!r}."
+            )

@@ -1,8 +1,9 @@
 r"""The optimizers of ``jax.example_libraries.optimizers``, as :func:`optimizer` triples.
 
-Same signatures, defaults, state layouts (except :func:`sm3`, see there) and
-numerics as ``jax.example_libraries``; hyperparameters are checked when the
-optimizer is built. :func:`adam` and :func:`adamax` run adamjax's one Adam
+Same signatures, defaults, state layouts (except :func:`sm3`, and the float32
+moments of :func:`adam` and :func:`adamax` for float16 parameters) and numerics
+as ``jax.example_libraries``; hyperparameters are checked when the optimizer is
+built, parameters at ``init`` and gradients and the step index at ``update``. :func:`adam` and :func:`adamax` run adamjax's one Adam
 core (:func:`adamjax.adam_step`). The step index ``i`` starts at 0, so Adam's
 bias corrections use :math:`t = i + 1`.
 
@@ -24,18 +25,88 @@ import optax
 
 from adamjax import _checks, _core
 from adamjax._schedules import Schedule, as_schedule
-from adamjax._triple import OptimizerResult, optimizer
+from adamjax._triple import Optimizer, OptimizerResult, optimizer
+
+_INT32_MAX = 2**31 - 1
 
 
 def _step_size(func: str, step_size: Any) -> Schedule:
-    return as_schedule(func, "step_size", step_size, nonnegative=True)
+    return _checks.checked_schedule(func, "step_size", as_schedule(func, "step_size", step_size, nonnegative=True))
+
+
+class _GradientMismatch(Exception):
+    """A gradient that does not fit its parameter, seen by a per-array update while tracing."""
+
+
+def _explain_mismatch(func: str, grads: Any, params: Any) -> None:
+    """Raises the error for the first gradient leaf that does not fit its parameter, naming the leaf."""
+    for (path, grad), param in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(params), strict=True):
+        _checks.check_gradient_dtype(func, path, grad)
+        if jnp.shape(grad) != jnp.shape(param):
+            raise ValueError(
+                f"{func}: the gradient at {jax.tree_util.keystr(path) or 'the root'} has shape {jnp.shape(grad)} "
+                f"but the parameter there has shape {jnp.shape(param)}."
+            )
+
+
+def _builtin(maker):
+    """``@optimizer`` with the input checks every built-in triple shares.
+
+    ``init`` refuses parameters that are not real floating-point arrays;
+    ``update`` refuses a step index that is not an integer ``>= 0`` and
+    gradients whose shape or dtype does not fit their parameter, naming the
+    leaf. The gradients are checked while ``update`` is traced (by its own
+    ``jit`` or the caller's), so the check costs nothing per step.
+    """
+    func = f"`optimizers.{maker.__name__}`"
+
+    @functools.wraps(maker)
+    def per_array_maker(*args, **kwargs):
+        init, update, get_params = maker(*args, **kwargs)
+
+        def checked_update(i, g, state):
+            x = get_params(state)
+            dtype = jnp.result_type(g)
+            if not jnp.issubdtype(dtype, jnp.floating) or jnp.shape(g) != jnp.shape(x):
+                raise _GradientMismatch(
+                    f"{func} update: a gradient of shape {jnp.shape(g)} and dtype {dtype} does not fit its "
+                    f"parameter of shape {jnp.shape(x)}; gradients must be real floating-point arrays shaped "
+                    "like the parameters."
+                )
+            return update(i, g, state)
+
+        return init, checked_update, get_params
+
+    tree_maker = optimizer(per_array_maker)
+
+    @functools.wraps(tree_maker)
+    def checked_maker(*args, **kwargs) -> Optimizer:
+        init_fn, update_fn, params_fn = tree_maker(*args, **kwargs)
+
+        @functools.wraps(init_fn)
+        def init(params):
+            _checks.check_param_dtypes(func, params)
+            return init_fn(params)
+
+        @functools.wraps(update_fn)
+        def update(i, grads, state):
+            _checks.check_step_index(f"{func} update", i)
+            try:
+                return update_fn(i, grads, state)
+            except _GradientMismatch as mismatch:
+                _explain_mismatch(f"{func} update", grads, params_fn(state))
+                raise TypeError(str(mismatch)) from None
+
+        return Optimizer(init, update, params_fn)
+
+    return checked_maker
 
 
 def _params(state: tuple) -> Any:
     return state[0]
 
 
-@optimizer
+@_builtin
 def sgd(step_size) -> OptimizerResult:
     r"""Stochastic gradient descent: :math:`x \leftarrow x - \eta_i g`.
 
@@ -69,7 +140,7 @@ def _heavy_ball(func: str, step_size: Any, mass: Any, *, nesterov: bool) -> Opti
     return init, update, _params
 
 
-@optimizer
+@_builtin
 def momentum(step_size: Schedule, mass: float) -> OptimizerResult:
     r"""SGD with heavy-ball momentum.
 
@@ -88,7 +159,7 @@ def momentum(step_size: Schedule, mass: float) -> OptimizerResult:
     return _heavy_ball("momentum", step_size, mass, nesterov=False)
 
 
-@optimizer
+@_builtin
 def nesterov(step_size: Schedule, mass: float) -> OptimizerResult:
     r"""SGD with Nesterov momentum, in the look-ahead form of Sutskever et al. (2013).
 
@@ -113,7 +184,7 @@ def _inverse_sqrt(accumulator: jax.Array) -> jax.Array:
     return jnp.where(accumulator > 0, 1.0 / jnp.sqrt(accumulator), 0.0)
 
 
-@optimizer
+@_builtin
 def adagrad(step_size, momentum=0.9) -> OptimizerResult:
     r"""Adagrad, with momentum on the preconditioned gradient.
 
@@ -156,7 +227,7 @@ def _check_rmsprop(func: str, gamma: Any, eps: Any) -> None:
     _checks.check_nonnegative(func, "eps", eps)
 
 
-@optimizer
+@_builtin
 def rmsprop(step_size, gamma=0.9, eps=1e-8) -> OptimizerResult:
     r"""RMSProp, with ``eps`` inside the root.
 
@@ -189,7 +260,7 @@ def rmsprop(step_size, gamma=0.9, eps=1e-8) -> OptimizerResult:
     return init, update, _params
 
 
-@optimizer
+@_builtin
 def rmsprop_momentum(step_size, gamma=0.9, eps=1e-8, momentum=0.9) -> OptimizerResult:
     r"""RMSProp with momentum on the scaled step.
 
@@ -222,7 +293,7 @@ def rmsprop_momentum(step_size, gamma=0.9, eps=1e-8, momentum=0.9) -> OptimizerR
     return init, update, _params
 
 
-@optimizer
+@_builtin
 def sm3(step_size, momentum=0.9) -> OptimizerResult:
     r"""SM3: Adagrad with one accumulator per row, column, ... instead of per entry.
 
@@ -267,7 +338,8 @@ def sm3(step_size, momentum=0.9) -> OptimizerResult:
         accumulator = functools.reduce(jnp.minimum, covering) + jnp.square(g)
         m = (1.0 - momentum) * (g * _inverse_sqrt(accumulator)) + momentum * jnp.atleast_1d(m)
         x = jnp.atleast_1d(x) - _core.scale_leaf(schedule(i), m)
-        row_maxes = [accumulator.max(axis=tuple(a for a in axes if a != k)) for k in axes]
+        # `initial=0` (exact: the accumulator is >= 0) lets a zero-size array reduce.
+        row_maxes = [accumulator.max(axis=tuple(a for a in axes if a != k), initial=0.0) for k in axes]
         return x.reshape(shape), m.reshape(shape), row_maxes
 
     return init, update, _params
@@ -278,12 +350,17 @@ def _adam_family(func: str, step_size: Any, config: _core.AdamConfig) -> Optimiz
     schedule = _step_size(func, step_size)
 
     def init(x0):
-        return x0, jnp.zeros_like(x0), jnp.zeros_like(x0)
+        # float16 cannot hold the second moment (g**2 leaves its range for |g| below
+        # about 1e-2 or above 1e4), so its moments are float32; other dtypes keep
+        # jax.example_libraries' layout.
+        moment_dtype = jnp.float32 if jnp.result_type(x0) == jnp.float16 else None
+        return x0, jnp.zeros_like(x0, dtype=moment_dtype), jnp.zeros_like(x0, dtype=moment_dtype)
 
     def update(i, g, state):
         x, m, v = state
         x, g = jnp.asarray(x), jnp.asarray(g)
-        count = jnp.asarray(i, jnp.int32) + 1
+        # Saturates at the int32 maximum, as the transformations' step count does.
+        count = jnp.clip(jnp.asarray(i), 0, _INT32_MAX - 1).astype(jnp.int32) + 1
         step = _core.adam_step(g, m, v, None, count, config)
         # In the core's float32-or-wider dtype, rounded once to the parameter's.
         x_new = x.astype(step.update.dtype) - _core.scale_leaf(schedule(i), step.update)
@@ -292,7 +369,7 @@ def _adam_family(func: str, step_size: Any, config: _core.AdamConfig) -> Optimiz
     return init, update, _params
 
 
-@optimizer
+@_builtin
 def adam(step_size, b1=0.9, b2=0.999, eps=1e-8) -> OptimizerResult:
     r"""Adam, with the step index ``i`` starting at 0.
 
@@ -304,7 +381,15 @@ def adam(step_size, b1=0.9, b2=0.999, eps=1e-8) -> OptimizerResult:
 
     ``eps`` is added outside the root, as in Kingma & Ba's Algorithm 1,
     ``jax.example_libraries`` and ``optax.adam``. Computed by adamjax's core
-    (:func:`adamjax.adam_step`), in float32 or wider.
+    (:func:`adamjax.adam_step`), in float32 or wider; ``m`` and ``v`` of a
+    float16 parameter are kept in float32. The step number :math:`i + 1`
+    saturates at :math:`2^{31} - 1`.
+
+    A step with a NaN or infinite gradient poisons ``m`` and ``v`` for good. To
+    skip such steps (parameters, moments and step count left exactly as they
+    were), use the transformation under ``optax.apply_if_finite``:
+    ``from_transformation(optax.apply_if_finite(adamjax.adam(step_size),
+    max_consecutive_errors=...))``, which takes the same steps as this triple.
 
     Args:
       step_size: :math:`\eta \ge 0`, a number or a schedule ``i -> step size``.
@@ -316,8 +401,12 @@ def adam(step_size, b1=0.9, b2=0.999, eps=1e-8) -> OptimizerResult:
       An :class:`Optimizer` triple; the per-array state is ``(x, m, v)``.
 
     Raises:
-      ValueError: a hyperparameter is out of range (the message names it).
-      TypeError: ``step_size`` is neither a number nor a callable.
+      ValueError: a hyperparameter is out of range (the message names it);
+        (from ``update``) ``i`` is negative or a gradient's shape differs
+        from its parameter's.
+      TypeError: ``step_size`` is neither a number nor a callable; (from
+        ``init``) a parameter is not a real floating-point array; (from
+        ``update``) a gradient is not one.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -333,7 +422,7 @@ def adam(step_size, b1=0.9, b2=0.999, eps=1e-8) -> OptimizerResult:
     return _adam_family("adam", step_size, _core.make_config("adam", b1, b2, eps, 0.0))
 
 
-@optimizer
+@_builtin
 def adamax(step_size, b1=0.9, b2=0.999, eps=1e-8) -> OptimizerResult:
     r"""AdaMax, Adam's infinity-norm variant.
 
@@ -373,6 +462,10 @@ def clip_grads(grad_tree: Any, max_norm: Any) -> Any:
 
     Uses ``optax.clip_by_global_norm``; ``g`` becomes ``g * max_norm / ||g||``
     when ``||g|| >= max_norm`` and is unchanged otherwise.
+
+    Raises:
+      ValueError: ``max_norm`` is negative, NaN or infinite.
     """
+    _checks.check_nonnegative("clip_grads", "max_norm", max_norm)
     clipped, _ = optax.clip_by_global_norm(max_norm).update(grad_tree, optax.EmptyState())
     return clipped

@@ -180,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ImportError, OSError) as err:
         print(f"adamjax: {_one_line(err)}", file=sys.stderr)
         return 1
+    except MemoryError as err:  # for example --steps far larger than the machine can hold
+        print(f"adamjax: out of memory: {_one_line(err)}", file=sys.stderr)
+        return 1
 
 
 def _command_name(argv: Sequence[str] | None) -> str:

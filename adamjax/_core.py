@@ -147,12 +147,16 @@ def _static_power(power: Any) -> float | None:
 def bias_correction(decay: Any, count: jax.Array, dtype: jnp.dtype) -> jax.Array:
     """``1 - decay**count`` in ``dtype`` (float32 or wider, never the state's bf16).
 
-    Computed as ``-expm1(count * log1p(-(1 - decay)))`` with ``1 - decay`` taken
-    before rounding to ``dtype``: a decay such as ``1 - 1e-9``, which is 1.0 in
-    float32, still gives ``count * 1e-9`` instead of 0 (and a division by 0).
+    For a Python decay and a float32 ``dtype`` it is computed as
+    ``-expm1(count * log1p(decay - 1))`` with ``decay - 1`` taken in double
+    precision: ``1 - float32(0.999)**t`` is off by about 1e-5 because 0.999
+    rounds, and a decay such as ``1 - 1e-9`` rounds to 1.0, which would make it
+    0. In float64 (and for array decays) it is the plain formula, bit for bit
+    what PyTorch, NumPy and the seeds compute.
     """
-    one_minus = 1 - decay if isinstance(decay, (int, float)) else 1 - jnp.asarray(decay, dtype)
-    return -jnp.expm1(count.astype(dtype) * jnp.log1p(-jnp.asarray(one_minus, dtype)))
+    if isinstance(decay, (int, float)) and jnp.dtype(dtype).itemsize < 8:
+        return -jnp.expm1(count.astype(dtype) * jnp.log1p(jnp.asarray(decay - 1, dtype)))
+    return 1 - jnp.asarray(decay, dtype) ** count.astype(dtype)
 
 
 def _hyper(value: Any, dtype: jnp.dtype) -> Any:

@@ -27,6 +27,26 @@ def _check_positive(func: str, name: str, value: Any) -> None:
     _checks.check_real(func, name, value, low=0.0, low_closed=False)
 
 
+def _check_finite(func: str, name: str, value: Any) -> None:
+    _checks.check_real(func, name, value)
+
+
+def _finite_sequence(func: str, name: str, values: Any) -> jax.Array:
+    """A sequence of finite real numbers, as a JAX array (traced values pass unchecked)."""
+    if _checks.is_traced(values):
+        return values
+    allowed = f"`{func}({name}=...)` must be a 1-D sequence of finite real numbers"
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError):
+        raise TypeError(f"{allowed}; got {values!r}.") from None
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{allowed}; got {values!r} (dtype {array.dtype}).")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{allowed}; got {values!r}.")
+    return jnp.asarray(array)
+
+
 def constant(step_size: Any) -> Schedule:
     """The schedule that always returns ``step_size`` (returned as given, unconverted).
 
@@ -35,7 +55,12 @@ def constant(step_size: Any) -> Schedule:
 
     Returns:
       A schedule ``i -> step_size``.
+
+    Raises:
+      TypeError: ``step_size`` is not a real number.
+      ValueError: ``step_size`` is NaN.
     """
+    _checks.check_real("constant", "step_size", step_size, allow_inf=True)
     return optax.constant_schedule(step_size)
 
 
@@ -52,8 +77,11 @@ def exponential_decay(step_size: Any, decay_steps: Any, decay_rate: Any) -> Sche
       A schedule (``optax.exponential_decay(step_size, decay_steps, decay_rate)``).
 
     Raises:
-      ValueError: ``decay_steps`` or ``decay_rate`` is not positive.
+      TypeError: an argument is not a real number.
+      ValueError: ``decay_steps`` or ``decay_rate`` is not positive, or an
+        argument is NaN or infinite.
     """
+    _check_finite("exponential_decay", "step_size", step_size)
     _check_positive("exponential_decay", "decay_steps", decay_steps)
     _check_positive("exponential_decay", "decay_rate", decay_rate)
     return optax.exponential_decay(step_size, decay_steps, decay_rate)
@@ -75,8 +103,11 @@ def inverse_time_decay(step_size: Any, decay_steps: Any, decay_rate: Any, stairc
       A schedule.
 
     Raises:
-      ValueError: ``decay_steps`` is not positive or ``decay_rate`` is negative.
+      TypeError: an argument is not a real number (``staircase``: not a bool).
+      ValueError: ``decay_steps`` is not positive or ``decay_rate`` is negative,
+        or an argument is NaN or infinite.
     """
+    _check_finite("inverse_time_decay", "step_size", step_size)
     _check_positive("inverse_time_decay", "decay_steps", decay_steps)
     _checks.check_nonnegative("inverse_time_decay", "decay_rate", decay_rate)
     _checks.check_flag("inverse_time_decay", "staircase", staircase)
@@ -105,9 +136,14 @@ def polynomial_decay(step_size: Any, decay_steps: Any, final_step_size: Any, pow
       A schedule (``optax.polynomial_schedule``).
 
     Raises:
-      ValueError: ``decay_steps`` is not positive.
+      TypeError: an argument is not a real number.
+      ValueError: ``decay_steps`` is not positive, or an argument is NaN or
+        infinite.
     """
+    _check_finite("polynomial_decay", "step_size", step_size)
     _check_positive("polynomial_decay", "decay_steps", decay_steps)
+    _check_finite("polynomial_decay", "final_step_size", final_step_size)
+    _check_finite("polynomial_decay", "power", power)
     return optax.polynomial_schedule(step_size, final_step_size, power, decay_steps)
 
 
@@ -125,10 +161,12 @@ def piecewise_constant(boundaries: Any, values: Any) -> Schedule:
       A schedule.
 
     Raises:
-      ValueError: the sequences are not 1-D or their lengths do not match.
+      TypeError: an entry is not a real number.
+      ValueError: the sequences are not 1-D, their lengths do not match, or an
+        entry is NaN or infinite.
     """
-    boundaries = jnp.array(boundaries)
-    values = jnp.array(values)
+    boundaries = _finite_sequence("piecewise_constant", "boundaries", boundaries)
+    values = _finite_sequence("piecewise_constant", "values", values)
     if boundaries.ndim != 1 or values.ndim != 1:
         raise ValueError(
             "`piecewise_constant(boundaries, values)` needs two 1-D sequences; got shapes "

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adamjax import _core
+from adamjax import _checks, _core
 
 
 class Trace(NamedTuple):
@@ -63,13 +63,28 @@ class Trace(NamedTuple):
     nu_max: jax.Array | None = None
 
 
+def _real_input(name: str, value: Any) -> Any:
+    """``value`` as an array of real numbers (integers or floats), or a clear error."""
+    allowed = f"`simulate({name}=...)` must be an array of real numbers (integers or floats)"
+    array = value
+    if not isinstance(value, (jax.Array, np.ndarray)):
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError):  # a sequence of tracers, from `grad_fn`
+            try:
+                array = jnp.asarray(value)
+            except (TypeError, ValueError):
+                raise TypeError(f"{allowed}; got {type(value).__name__} {value!r}.") from None
+    dtype = jnp.dtype(array.dtype)
+    if dtype.kind not in "iuf" and not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{allowed}; got dtype {dtype}.")
+    return array
+
+
 def _simulation_dtype(value: Any, dtype: Any) -> jnp.dtype:
     """The dtype a simulation runs in: ``dtype``, else the array's float dtype, else float32."""
     if dtype is not None:
-        resolved = jnp.dtype(dtype)
-        if not jnp.issubdtype(resolved, jnp.floating):
-            raise TypeError(f"`simulate(dtype=...)` must be a floating dtype such as jnp.float32; got {resolved}.")
-        return jax.dtypes.canonicalize_dtype(resolved)
+        return _checks.canonical_float_dtype("simulate", "dtype", dtype)
     if isinstance(value, (jax.Array, np.ndarray)) and jnp.issubdtype(value.dtype, jnp.floating):
         return jax.dtypes.canonicalize_dtype(value.dtype)
     return jnp.dtype(jnp.float32)
@@ -135,7 +150,7 @@ def _closed_loop(
 ) -> Trace:
     def body(carry, _):
         params, state = carry
-        grad = jnp.asarray(grad_fn(params))
+        grad = jnp.asarray(_real_input("grad_fn", grad_fn(params)))
         if grad.shape != params.shape:
             raise ValueError(
                 f"`simulate(grad_fn=...)` must return an array shaped like `params` {params.shape}; "
@@ -223,9 +238,12 @@ def simulate(
 
     Raises:
       ValueError: both or neither of ``grads`` and ``grad_fn``; closed loop
-        without ``params`` or a positive ``steps``; ``tx`` contains no adamjax
-        core, or more than one.
-      TypeError: ``tx`` is not a gradient transformation.
+        without ``params`` or a positive ``steps``; ``unroll < 1``; ``tx``
+        contains no adamjax core, or more than one.
+      TypeError: ``tx`` is not a gradient transformation; ``grads``,
+        ``params`` or what ``grad_fn`` returns is not an array of real numbers
+        (complex, boolean, strings, a pytree); ``dtype`` is not a floating
+        dtype; ``unroll`` is not an integer.
 
     Examples:
       Seed 000's question: what does Adam make of a gradient that alternates
@@ -259,6 +277,10 @@ def simulate(
             f"`simulate(tx, ...)`: `tx` must be an optax.GradientTransformation such as `adamjax.adam(1e-3)`; "
             f"got {type(tx).__name__}."
         )
+    if isinstance(unroll, bool) or not isinstance(unroll, (int, np.integer)):
+        raise TypeError(f"`simulate(unroll=...)` must be a positive integer; got {type(unroll).__name__} {unroll!r}.")
+    if unroll < 1:
+        raise ValueError(f"`simulate(unroll=...)` must be a positive integer; got {unroll!r}.")
     unroll = operator.index(unroll)
     if (grads is None) == (grad_fn is None):
         raise ValueError(
@@ -269,12 +291,15 @@ def simulate(
         if steps is not None:
             raise ValueError("`simulate(grads, steps=...)`: in open loop the number of steps is `len(grads)`.")
         sim_dtype = _simulation_dtype(grads, dtype)
-        grads = jnp.asarray(grads).astype(sim_dtype)
+        grads = jnp.asarray(_real_input("grads", grads)).astype(sim_dtype)
         if grads.ndim == 0 or grads.shape[0] == 0:
             raise ValueError(
                 f"`simulate(grads=...)` must have shape [T] or [T, *shape] with T >= 1; got shape {grads.shape}."
             )
-        start = jnp.zeros(grads.shape[1:], sim_dtype) if params is None else jnp.asarray(params).astype(sim_dtype)
+        if params is None:
+            start = jnp.zeros(grads.shape[1:], sim_dtype)
+        else:
+            start = jnp.asarray(_real_input("params", params)).astype(sim_dtype)
         if start.shape != grads.shape[1:]:
             raise ValueError(
                 f"`simulate(grads, params=...)`: `params` must have the shape of one gradient "
@@ -291,7 +316,7 @@ def simulate(
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"`simulate(grad_fn=..., steps=...)` must be a positive integer; got {steps!r}.")
     sim_dtype = _simulation_dtype(params, dtype)
-    start = jnp.asarray(params).astype(sim_dtype)
+    start = jnp.asarray(_real_input("params", params)).astype(sim_dtype)
     steps = int(steps)
     if _hashable(tx, grad_fn):
         return _traced(_closed_loop_jit, tx, grad_fn, steps, unroll, start)
