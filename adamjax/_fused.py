@@ -71,11 +71,6 @@ def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool):
     return (param + update).astype(param.dtype), step.mu.astype(mu.dtype), step.nu.astype(nu.dtype)
 
 
-def _native_all(params, grads, mus, nus, hyper, **flags):
-    outs = [_native.ffi_step(p, g, m, v, hyper, **flags) for p, g, m, v in zip(params, grads, mus, nus, strict=True)]
-    return tuple(tuple(column) for column in zip(*outs, strict=True)) if outs else ((), (), ())
-
-
 def _reference_all(params, grads, mus, nus, hyper, **flags):
     outs = [_reference(p, g, m, v, hyper, **flags) for p, g, m, v in zip(params, grads, mus, nus, strict=True)]
     return tuple(tuple(column) for column in zip(*outs, strict=True)) if outs else ((), (), ())
@@ -85,7 +80,7 @@ def _reference_all(params, grads, mus, nus, hyper, **flags):
 def kernel(coupled: bool, decoupled: bool):
     """``(params, grads, mus, nus, hyper) -> (params or updates, mus, nus)`` over tuples of arrays.
 
-    One FFI call per array; ``jax.grad`` and ``jax.jvp`` differentiate the
+    One FFI call for the whole tree; ``jax.grad`` and ``jax.jvp`` differentiate the
     core instead. The caller checks that the computation targets the CPU
     (``jax.lax.platform_dependent`` would also allow mixed platforms, but it
     triples the compile time of a many-array step).
@@ -95,7 +90,7 @@ def kernel(coupled: bool, decoupled: bool):
 
     @jax.custom_jvp
     def step(params, grads, mus, nus, hyper):
-        return _native_all(params, grads, mus, nus, hyper, **flags)
+        return _native.ffi_step(params, grads, mus, nus, hyper, **flags)
 
     @step.defjvp
     def _jvp(primals, tangents):

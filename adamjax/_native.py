@@ -42,6 +42,7 @@ HYPER_FIELDS = (
 SUPPORTED_PARAM_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 SUPPORTED_STATE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 _DISABLE_ENV = "ADAMJAX_DISABLE_NATIVE"
+GROUP = 16  # arrays per FFI call (see ffi_step)
 
 
 def _library_path() -> str | None:
@@ -97,23 +98,46 @@ def supports(param_dtype: Any, mu_dtype: Any, nu_dtype: Any) -> bool:
 
 
 def ffi_step(
-    param: jax.Array,
-    grad: jax.Array,
-    mu: jax.Array,
-    nu: jax.Array,
+    params: tuple[jax.Array, ...],
+    grads: tuple[jax.Array, ...],
+    mus: tuple[jax.Array, ...],
+    nus: tuple[jax.Array, ...],
     hyper: jax.Array,
     *,
     coupled: bool,
     decoupled: bool,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The FFI call: new ``(param, mu, nu)``, written over the old ones (aliased)."""
-    out_types = (
-        jax.ShapeDtypeStruct(param.shape, param.dtype),
-        jax.ShapeDtypeStruct(mu.shape, mu.dtype),
-        jax.ShapeDtypeStruct(nu.shape, nu.dtype),
-    )
-    call = jax.ffi.ffi_call(_TARGET, out_types, input_output_aliases={0: 0, 2: 1, 3: 2}, vmap_method="broadcast_all")
-    return call(param, grad, mu, nu, hyper, coupled=coupled, decoupled=decoupled)
+) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...], tuple[jax.Array, ...]]:
+    """FFI calls over groups of arrays: new ``(params, mus, nus)``, written over the old ones (aliased).
+
+    XLA's compile time grows with the square of one call's operand count (2.1 s
+    for a 294-array call against 0.3 s in groups of 16), so the arrays go in
+    groups of :data:`GROUP`; a group still shares one pass and one thread pool.
+    """
+    if len(params) > GROUP:
+        parts = [
+            ffi_step(
+                params[i : i + GROUP],
+                grads[i : i + GROUP],
+                mus[i : i + GROUP],
+                nus[i : i + GROUP],
+                hyper,
+                coupled=coupled,
+                decoupled=decoupled,
+            )
+            for i in range(0, len(params), GROUP)
+        ]
+        return tuple(tuple(x for part in parts for x in part[k]) for k in range(3))
+    count = len(params)
+    if count == 0:
+        return (), (), ()
+    out_types = [jax.ShapeDtypeStruct(x.shape, x.dtype) for group in (params, mus, nus) for x in group]
+    # operand 0 is `hyper`; parameters are operands 1..L, moments 2L+1..3L and 3L+1..4L
+    aliases = {1 + i: i for i in range(count)}
+    aliases.update({1 + 2 * count + i: count + i for i in range(count)})
+    aliases.update({1 + 3 * count + i: 2 * count + i for i in range(count)})
+    call = jax.ffi.ffi_call(_TARGET, out_types, input_output_aliases=aliases, vmap_method="broadcast_all")
+    outs = call(hyper, *params, *grads, *mus, *nus, coupled=coupled, decoupled=decoupled)
+    return tuple(outs[:count]), tuple(outs[count : 2 * count]), tuple(outs[2 * count :])
 
 
 def pack_hyper(values: dict[str, Any]) -> jax.Array:

@@ -84,13 +84,15 @@ def _hlo(fn, *args):
     return jax.jit(fn).lower(*args).compile().as_text()
 
 
-def test_apply_step_compiles_to_one_kernel_call_per_array():
+def test_apply_step_compiles_to_one_kernel_call_per_group_of_arrays():
     params = _params()
     tx = adamjax.adamw(1e-3, weight_decay=0.1)
     state = tx.init(params)
     text = _hlo(functools.partial(adamjax.apply_step, tx), params, state, params)
-    # (XLA drops the call for the zero-size array)
-    assert text.count(f'custom_call_target="{KERNEL}"') == sum(p.size > 0 for p in jax.tree.leaves(params))
+    assert text.count(f'custom_call_target="{KERNEL}"') == 1
+    many = {f"p{i}": jnp.full((3,), float(i), jnp.float32) for i in range(40)}
+    text = _hlo(functools.partial(adamjax.apply_step, tx), many, tx.init(many), many)
+    assert text.count(f'custom_call_target="{KERNEL}"') == 3  # groups of 16
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -76,37 +77,50 @@ RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool coupl
   return baseline::Pick(param, mu, nu, coupled, decoupled);
 }
 
-// Work shared between the calling thread and pool threads. Chunks are claimed
-// from an atomic counter, so the caller does every chunk nobody else picked up
-// and only waits for chunks already running elsewhere: no deadlock even when
-// the pool has no free thread.
-//
-// Under jax.vmap every operand carries the batch dimensions in front and the
-// hyperparameters come as one row per batch member: member k owns elements
-// [k * member, (k + 1) * member) and reads row k.
-struct Shared {
+// One array of the step: its loop (chosen for its dtypes), its buffers, its
+// size and, under jax.vmap, the size of one batch member's slice (member k
+// owns elements [k * member, (k + 1) * member) and reads hyperparameter row k).
+struct Leaf {
   RangeFn fn;
   Pointers ptr;
+  int64_t n;
+  int64_t member;
+};
+
+// Work shared between the calling thread and pool threads. The arrays are laid
+// end to end and cut into equal chunks, claimed from an atomic counter: many
+// small arrays share a chunk, a large one spans many. The caller does every
+// chunk nobody else picked up and only waits for chunks already running
+// elsewhere, so there is no deadlock even when the pool has no free thread.
+struct Shared {
+  std::vector<Leaf> leaves;
+  std::vector<int64_t> starts;  // starts[i]: offset of leaf i; starts.back(): total
   const float* hyper;
-  int64_t n, member, chunk, num_chunks;
+  int64_t total, chunk, num_chunks;
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> done{0};
   std::mutex mutex;
   std::condition_variable finished;
 
   void Range(int64_t begin, int64_t end) const {
-    while (begin < end) {
-      const int64_t row = begin / member;
-      const int64_t stop = std::min(end, (row + 1) * member);
-      fn(ptr, hyper + row * kNumHyper, begin, stop);
-      begin = stop;
+    size_t i = std::upper_bound(starts.begin(), starts.end(), begin) - starts.begin() - 1;
+    for (; i < leaves.size() && starts[i] < end; ++i) {
+      const Leaf& leaf = leaves[i];
+      int64_t lo = std::max(begin, starts[i]) - starts[i];
+      const int64_t hi = std::min(end, starts[i] + leaf.n) - starts[i];
+      while (lo < hi) {
+        const int64_t row = lo / leaf.member;
+        const int64_t stop = std::min(hi, (row + 1) * leaf.member);
+        leaf.fn(leaf.ptr, hyper + row * kNumHyper, lo, stop);
+        lo = stop;
+      }
     }
   }
 
   void Work() {
     int64_t mine = 0;
     for (int64_t c = next.fetch_add(1); c < num_chunks; c = next.fetch_add(1)) {
-      Range(c * chunk, std::min(n, (c + 1) * chunk));
+      Range(c * chunk, std::min(total, (c + 1) * chunk));
       ++mine;
     }
     if (mine > 0 && done.fetch_add(mine) + mine == num_chunks) {
@@ -119,40 +133,67 @@ struct Shared {
 constexpr int64_t kChunk = 1 << 15;        // elements per claimed chunk
 constexpr int64_t kParallelMin = 1 << 16;  // below this, one thread is faster
 
-ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::AnyBuffer param, ffi::AnyBuffer grad, ffi::AnyBuffer mu,
-                    ffi::AnyBuffer nu, ffi::Buffer<ffi::F32> hyper, ffi::Result<ffi::AnyBuffer> out,
-                    ffi::Result<ffi::AnyBuffer> mu_out, ffi::Result<ffi::AnyBuffer> nu_out, bool coupled,
-                    bool decoupled) {
-  const int64_t n = static_cast<int64_t>(param.element_count());
-  if (grad.element_count() != param.element_count() || mu.element_count() != param.element_count() ||
-      nu.element_count() != param.element_count() || out->element_count() != param.element_count()) {
-    return ffi::Error::InvalidArgument("adamjax adam kernel: operands have different sizes");
-  }
+// Operands: the hyperparameters, then L parameters, L gradients, L first and
+// L second moments; results: L parameters, L first and L second moments,
+// each aliased to its operand.
+ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> hyper, ffi::RemainingArgs args,
+                    ffi::RemainingRets rets, bool coupled, bool decoupled) {
   const int64_t rows = static_cast<int64_t>(hyper.element_count()) / kNumHyper;
-  if (rows < 1 || rows * kNumHyper != static_cast<int64_t>(hyper.element_count()) || n % rows != 0) {
-    return ffi::Error::InvalidArgument("adamjax adam kernel: hyperparameters do not match the batch");
+  if (rows < 1 || rows * kNumHyper != static_cast<int64_t>(hyper.element_count())) {
+    return ffi::Error::InvalidArgument("adamjax adam kernel: malformed hyperparameters");
   }
-  if (grad.element_type() != param.element_type() || out->element_type() != param.element_type() ||
-      mu_out->element_type() != mu.element_type() || nu_out->element_type() != nu.element_type()) {
-    return ffi::Error::InvalidArgument("adamjax adam kernel: operand dtypes do not match");
+  if (args.size() % 4 != 0 || rets.size() * 4 != args.size() * 3) {
+    return ffi::Error::InvalidArgument("adamjax adam kernel: expected 4 operands and 3 results per array");
   }
-  RangeFn fn = Pick(param.element_type(), mu.element_type(), nu.element_type(), coupled, decoupled);
-  if (fn == nullptr) {
-    return ffi::Error::InvalidArgument("adamjax adam kernel: unsupported dtype combination");
-  }
-  if (n == 0) return ffi::Error::Success();
-
+  const size_t count = args.size() / 4;
   auto shared = std::make_shared<Shared>();
-  shared->fn = fn;
-  shared->ptr = Pointers{param.untyped_data(), grad.untyped_data(), mu.untyped_data(), nu.untyped_data(),
-                         out->untyped_data(), mu_out->untyped_data(), nu_out->untyped_data()};
+  shared->leaves.reserve(count);
+  shared->starts.reserve(count + 1);
+  int64_t total = 0;
+  for (size_t i = 0; i < count; ++i) {
+    auto param = args.get<ffi::AnyBuffer>(i);
+    auto grad = args.get<ffi::AnyBuffer>(count + i);
+    auto mu = args.get<ffi::AnyBuffer>(2 * count + i);
+    auto nu = args.get<ffi::AnyBuffer>(3 * count + i);
+    auto out = rets.get<ffi::AnyBuffer>(i);
+    auto mu_out = rets.get<ffi::AnyBuffer>(count + i);
+    auto nu_out = rets.get<ffi::AnyBuffer>(2 * count + i);
+    if (!param.has_value() || !grad.has_value() || !mu.has_value() || !nu.has_value() || !out.has_value() ||
+        !mu_out.has_value() || !nu_out.has_value()) {
+      return ffi::Error::InvalidArgument("adamjax adam kernel: could not decode a buffer");
+    }
+    const int64_t n = static_cast<int64_t>(param->element_count());
+    if (static_cast<int64_t>(grad->element_count()) != n || static_cast<int64_t>(mu->element_count()) != n ||
+        static_cast<int64_t>(nu->element_count()) != n || static_cast<int64_t>((*out)->element_count()) != n ||
+        n % rows != 0) {
+      return ffi::Error::InvalidArgument("adamjax adam kernel: operands of one array have different sizes");
+    }
+    if (grad->element_type() != param->element_type() || (*out)->element_type() != param->element_type() ||
+        (*mu_out)->element_type() != mu->element_type() || (*nu_out)->element_type() != nu->element_type()) {
+      return ffi::Error::InvalidArgument("adamjax adam kernel: operand dtypes do not match");
+    }
+    RangeFn fn = Pick(param->element_type(), mu->element_type(), nu->element_type(), coupled, decoupled);
+    if (fn == nullptr) {
+      return ffi::Error::InvalidArgument("adamjax adam kernel: unsupported dtype combination");
+    }
+    if (n == 0) continue;
+    shared->starts.push_back(total);
+    shared->leaves.push_back(Leaf{fn,
+                                  Pointers{param->untyped_data(), grad->untyped_data(), mu->untyped_data(),
+                                           nu->untyped_data(), (*out)->untyped_data(), (*mu_out)->untyped_data(),
+                                           (*nu_out)->untyped_data()},
+                                  n, n / rows});
+    total += n;
+  }
+  if (total == 0) return ffi::Error::Success();
+  shared->starts.push_back(total);
   shared->hyper = hyper.typed_data();
-  shared->n = n;
-  shared->member = n / rows;
+  shared->total = total;
   shared->chunk = kChunk;
-  shared->num_chunks = (n + kChunk - 1) / kChunk;
+  shared->num_chunks = (total + kChunk - 1) / kChunk;
 
-  const int64_t helpers = n >= kParallelMin ? std::min<int64_t>(pool.num_threads(), shared->num_chunks - 1) : 0;
+  const int64_t helpers =
+      total >= kParallelMin ? std::min<int64_t>(pool.num_threads(), shared->num_chunks - 1) : 0;
   for (int64_t t = 0; t < helpers; ++t) {
     pool.Schedule([shared] { shared->Work(); });
   }
@@ -167,13 +208,8 @@ ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::AnyBuffer param, ffi::AnyBuffer g
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AdamjaxAdamStep, AdamImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()  // param
-                                  .Arg<ffi::AnyBuffer>()  // grad
-                                  .Arg<ffi::AnyBuffer>()  // mu
-                                  .Arg<ffi::AnyBuffer>()  // nu
                                   .Arg<ffi::Buffer<ffi::F32>>()  // hyperparameters
-                                  .Ret<ffi::AnyBuffer>()  // new param
-                                  .Ret<ffi::AnyBuffer>()  // new mu
-                                  .Ret<ffi::AnyBuffer>()  // new nu
+                                  .RemainingArgs()               // params, grads, mus, nus
+                                  .RemainingRets()               // params, mus, nus
                                   .Attr<bool>("coupled")
                                   .Attr<bool>("decoupled"));
