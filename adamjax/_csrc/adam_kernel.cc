@@ -192,8 +192,11 @@ ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> hyper, ffi::Rema
   shared->chunk = kChunk;
   shared->num_chunks = (total + kChunk - 1) / kChunk;
 
+  // The calling thread works too, so it takes one thread fewer than the pool
+  // has: one more thread than cores only adds contention (0.83-0.85 of the
+  // bandwidth roof against 0.90 measured on 2 cores).
   const int64_t helpers =
-      total >= kParallelMin ? std::min<int64_t>(pool.num_threads(), shared->num_chunks - 1) : 0;
+      total >= kParallelMin ? std::min<int64_t>(pool.num_threads() - 1, shared->num_chunks - 1) : 0;
   for (int64_t t = 0; t < helpers; ++t) {
     pool.Schedule([shared] { shared->Work(); });
   }
