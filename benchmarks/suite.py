@@ -153,8 +153,8 @@ def _params_state_grads(out: Any, args: tuple) -> tuple:
     return (*out, args[2])
 
 
-def optax_adam(params: Any, grads: Any) -> JaxStep:
-    tx = optax.adam(LR)
+def two_calls(tx: Any, params: Any, grads: Any) -> JaxStep:
+    """The optax protocol as a careful user jits it: ``tx.update`` then ``optax.apply_updates``."""
 
     def step(params, state, grads):
         updates, state = tx.update(grads, state, params)
@@ -164,6 +164,10 @@ def optax_adam(params: Any, grads: Any) -> JaxStep:
     return JaxStep(
         jax.jit(step, donate_argnums=(0, 1)), (params, state, grads), _params_state_grads, h.tree_bytes(state)
     )
+
+
+def optax_adam(params: Any, grads: Any) -> JaxStep:
+    return two_calls(optax.adam(LR), params, grads)
 
 
 def adamjax_apply_step(params: Any, grads: Any, state_dtype: Any = None) -> JaxStep:
@@ -180,16 +184,7 @@ def adamjax_apply_step(params: Any, grads: Any, state_dtype: Any = None) -> JaxS
 
 def adamjax_update(params: Any, grads: Any) -> JaxStep:
     """adamjax as a drop-in for optax: ``tx.update`` then ``optax.apply_updates``."""
-    tx = adamjax.adam(LR)
-
-    def step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    state = tx.init(params)
-    return JaxStep(
-        jax.jit(step, donate_argnums=(0, 1)), (params, state, grads), _params_state_grads, h.tree_bytes(state)
-    )
+    return two_calls(adamjax.adam(LR), params, grads)
 
 
 def adamjax_flat_triple(params: Any, grads: Any, flat_grads: bool = True) -> JaxStep:
