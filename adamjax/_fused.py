@@ -1,4 +1,4 @@
-"""The fast path: an adamjax Adam/AdamW step as one native pass per array.
+"""The fast path: an adamjax Adam/AdamW step and ``apply_updates`` as one native pass.
 
 ``adamjax.adam`` and ``adamjax.adamw`` are ``optax.chain``s (decay, core,
 decay, learning rate). XLA on CPU turns such a chain into about three loops per
@@ -11,7 +11,7 @@ The kernel applies when the variant is plain Adam (``power=2``, no AMSGrad,
 NAdam or centering; bias correction on or off; any ``eps``/``eps_root``), the
 decays are unmasked, no simulator is recording, every array is float32 or
 bfloat16 (state float32 or bfloat16), the backend is the CPU, and JAX sees a
-single device. ``jax.grad`` through a step differentiates the pure-JAX twin
+single device whose arrays carry no mesh in their types. ``jax.grad`` through a step differentiates the pure-JAX twin
 (:func:`_reference`), which runs the core's :func:`adamjax._core.adam_step`.
 """
 

@@ -10,7 +10,7 @@ built, cannot be loaded, or the step is not one the kernel covers.
 Hyperparameters travel as a float32 operand, so traced learning rates and
 schedules do not recompile; under ``vmap`` the call broadcasts every operand
 to the batch and the kernel reads one row of hyperparameters per member.
-:mod:`adamjax._fused` wraps the call for ``jax.grad`` and other platforms.
+:mod:`adamjax._fused` decides when the call applies and wraps it for ``jax.grad``.
 """
 
 from __future__ import annotations
