@@ -153,17 +153,22 @@ def _params_state_grads(out: Any, args: tuple) -> tuple:
     return (*out, args[2])
 
 
+def donated_step(tx: Any, step: Callable, params: Any, grads: Any) -> JaxStep:
+    """``step(params, state, grads) -> (params, state)`` jitted as a careful user does: params and state donated."""
+    state = tx.init(params)
+    return JaxStep(
+        jax.jit(step, donate_argnums=(0, 1)), (params, state, grads), _params_state_grads, h.tree_bytes(state)
+    )
+
+
 def two_calls(tx: Any, params: Any, grads: Any) -> JaxStep:
-    """The optax protocol as a careful user jits it: ``tx.update`` then ``optax.apply_updates``."""
+    """The optax protocol: ``tx.update`` then ``optax.apply_updates``."""
 
     def step(params, state, grads):
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
-    state = tx.init(params)
-    return JaxStep(
-        jax.jit(step, donate_argnums=(0, 1)), (params, state, grads), _params_state_grads, h.tree_bytes(state)
-    )
+    return donated_step(tx, step, params, grads)
 
 
 def optax_adam(params: Any, grads: Any) -> JaxStep:
@@ -176,10 +181,7 @@ def adamjax_apply_step(params: Any, grads: Any, state_dtype: Any = None) -> JaxS
     def step(params, state, grads):
         return adamjax.apply_step(tx, grads, state, params)
 
-    state = tx.init(params)
-    return JaxStep(
-        jax.jit(step, donate_argnums=(0, 1)), (params, state, grads), _params_state_grads, h.tree_bytes(state)
-    )
+    return donated_step(tx, step, params, grads)
 
 
 def adamjax_update(params: Any, grads: Any) -> JaxStep:
@@ -426,44 +428,37 @@ def print_first_calls(results: dict[str, tuple[h.Stats, h.Stats]], reps: int) ->
 FIRST_CALL_STEPS = {name: JAX_STEPS[name] for name in (OPTAX, *ADAMJAX_F32)}
 
 
+def step_medians(shapes: Any, settings: Settings, torch: Any | None, report: h.Report, scenario: str) -> dict:
+    """Measures and prints every library's step time on ``shapes``; returns the medians by name."""
+    rows = measure_steps(shapes, settings, torch, report, scenario)
+    print("\nStep time:\n")
+    print_step_table(rows, parameter_count(shapes))
+    return {r.name: r.time.median for r in rows}
+
+
+def check_best_vs_optax(report: h.Report, what: str, limit: float, values: dict[str, float]) -> None:
+    """The best float32 adamjax path's ``values`` over optax's must be at most ``limit``."""
+    name, best = best_adamjax(values)
+    vs_optax = best / values[OPTAX]
+    report.check(what, f"<= {limit:.2f}x optax", f"{h.ratio(vs_optax, 3)} ({name})", vs_optax <= limit)
+
+
 def scenario_small_leaves(settings: Settings, torch: Any | None, report: h.Report) -> None:
     shapes = transformer_like(settings.transformer_blocks, 44)
-    n = parameter_count(shapes)
     print(f"Transformer-like model: {describe(shapes)}.\n\nFirst call:\n")
     calls = first_calls(FIRST_CALL_STEPS, shapes, settings.first_call_reps)
     print_first_calls(calls, settings.first_call_reps)
-    rows = measure_steps(shapes, settings, torch, report, "small-leaves")
-    print("\nStep time:\n")
-    print_step_table(rows, n)
-    medians = {r.name: r.time.median for r in rows}
-    name, best = best_adamjax(medians)
-    vs_optax = best / medians[OPTAX]
+    medians = step_medians(shapes, settings, torch, report, "small-leaves")
     leaves = len(jax.tree.leaves(shapes))
-    report.check(
-        f"{leaves} small leaves: step time", "<= 0.25x optax", f"{h.ratio(vs_optax, 3)} ({name})", vs_optax <= 0.25
-    )
-    firsts = {k: v[1].median for k, v in calls.items()}
-    name, best = best_adamjax(firsts)
-    vs_optax = best / firsts[OPTAX]
-    report.check(
-        f"{leaves} small leaves: first call", "<= 0.15x optax", f"{h.ratio(vs_optax, 3)} ({name})", vs_optax <= 0.15
-    )
+    check_best_vs_optax(report, f"{leaves} small leaves: step time", 0.25, medians)
+    check_best_vs_optax(report, f"{leaves} small leaves: first call", 0.15, {k: v[1].median for k, v in calls.items()})
 
 
 def scenario_large_leaves(settings: Settings, torch: Any | None, report: h.Report) -> None:
     shapes = transformer_like(settings.transformer_blocks, settings.large_width)
-    n = parameter_count(shapes)
     print(f"Transformer-like model: {describe(shapes)}.")
-    rows = measure_steps(shapes, settings, torch, report, "large-leaves")
-    print("\nStep time:\n")
-    print_step_table(rows, n)
-    medians = {r.name: r.time.median for r in rows}
-    name, best = best_adamjax(medians)
-    vs_optax = best / medians[OPTAX]
-    leaves = len(jax.tree.leaves(shapes))
-    report.check(
-        f"{leaves} large leaves: step time", "<= 0.90x optax", f"{h.ratio(vs_optax, 3)} ({name})", vs_optax <= 0.9
-    )
+    medians = step_medians(shapes, settings, torch, report, "large-leaves")
+    check_best_vs_optax(report, f"{len(jax.tree.leaves(shapes))} large leaves: step time", 0.90, medians)
 
 
 def scenario_many_leaves(settings: Settings, torch: Any | None, report: h.Report) -> None:
@@ -472,14 +467,7 @@ def scenario_many_leaves(settings: Settings, torch: Any | None, report: h.Report
     calls = first_calls(FIRST_CALL_STEPS, shapes, 1 if settings.quick else 2)
     print_first_calls(calls, 1 if settings.quick else 2)
     firsts = {k: v[1].median for k, v in calls.items()}
-    name, best = best_adamjax(firsts)
-    vs_optax = best / firsts[OPTAX]
-    report.check(
-        f"{settings.many_leaves:,} leaves: first call",
-        "<= 0.20x optax",
-        f"{h.ratio(vs_optax, 3)} ({name})",
-        vs_optax <= 0.2,
-    )
+    check_best_vs_optax(report, f"{settings.many_leaves:,} leaves: first call", 0.20, firsts)
 
 
 def scenario_eager_loop(settings: Settings, torch: Any | None, report: h.Report) -> None:

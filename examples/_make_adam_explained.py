@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+from _notebook import build_notebook
 
 NOTEBOOK = Path(__file__).with_name("adam_explained.ipynb")
 
@@ -200,15 +201,7 @@ snr drops and the steps shrink with it, even though the learning rate never chan
 
 def build() -> nbformat.NotebookNode:
     """The notebook, without outputs."""
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    notebook.metadata["language_info"] = {"name": "python"}
-    for index, (kind, source) in enumerate(CELLS):
-        make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
-        cell = make(source)
-        cell["id"] = f"cell-{index:02d}"
-        notebook.cells.append(cell)
-    return notebook
+    return build_notebook(CELLS)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+from _notebook import build_notebook
 
 NOTEBOOK = Path(__file__).with_name("tpu_quickstart.ipynb")
 
@@ -172,17 +173,7 @@ with orbax, `examples/flax_nnx.py` uses adamjax with `flax.nnx.Optimizer`, and
 
 def build() -> nbformat.NotebookNode:
     """The notebook, without outputs, with Colab metadata asking for an accelerator."""
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    notebook.metadata["language_info"] = {"name": "python"}
-    notebook.metadata["accelerator"] = "TPU"
-    notebook.metadata["colab"] = {"provenance": []}
-    for index, (kind, source) in enumerate(CELLS):
-        make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
-        cell = make(source)
-        cell["id"] = f"cell-{index:02d}"
-        notebook.cells.append(cell)
-    return notebook
+    return build_notebook(CELLS, accelerator="TPU", colab={"provenance": []})
 
 
 if __name__ == "__main__":

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import doctest
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,31 +12,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import run_python
 
 import adamjax
 import adamjax._checkpoint
 from adamjax import optimizers
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("checkpoint_worker.py")
 WORKER_CASES = ["adam_float64", "adamw_chain", "amsgrad_chain_bf16_mu", "triple_adam", "triple_from_transformation"]
-
-
-def fresh_python(*args: str) -> subprocess.CompletedProcess:
-    """A new interpreter with JAX's default settings that imports this checkout's adamjax."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    result = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 @pytest.fixture(scope="module")
 def resumed_runs(tmp_path_factory):
     """Saves in one process, restores and finishes the run in another."""
     directory = tmp_path_factory.mktemp("checkpoints")
-    saving = fresh_python(str(WORKER), "save", str(directory))
-    resuming = fresh_python(str(WORKER), "resume", str(directory))
+    saving = run_python(str(WORKER), "save", str(directory))
+    resuming = run_python(str(WORKER), "resume", str(directory))
     return directory, saving.stdout + resuming.stdout
 
 

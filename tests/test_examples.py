@@ -4,30 +4,9 @@ from __future__ import annotations
 
 import platform
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
-from matplotlib.image import imread
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def run_example(name, *args):
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *map(str, args)], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def assert_drawn_png(path, min_ink=0.03):
-    image = imread(path)[..., :3]
-    assert image.shape[0] >= 300 and image.shape[1] >= 500, image.shape
-    ink = float(np.mean(np.any(image < 0.9, axis=-1)))
-    assert ink > min_ink, f"only {ink:.1%} of {path.name} is drawn"
+from helpers import assert_drawn_png, run_example
 
 
 def test_seed003_quadratic_reproduces_the_seed(tmp_path):

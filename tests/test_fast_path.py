@@ -14,12 +14,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy_reference as ref
 import optax
 import pytest
 
 import adamjax
 from adamjax import optimizers
-from tests import numpy_reference as ref
 
 KERNEL = "adamjax_adam_step"
 

@@ -2,48 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-import nbclient
-import nbformat
-import numpy as np
+from helpers import (
+    EXAMPLES,
+    assert_drawn_png,
+    assert_notebook_matches_generator,
+    checkout_environment,
+    execute_notebook,
+    run_example,
+)
 from IPython.core.inputtransformer2 import TransformerManager
-from matplotlib.image import imread
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
 NOTEBOOK = EXAMPLES / "tpu_quickstart.ipynb"
-
-
-def with_this_checkout_importable(env: dict[str, str]) -> dict[str, str]:
-    """``env`` with the repository first on PYTHONPATH and JAX's settings at their defaults."""
-    env = {k: v for k, v in env.items() if not k.startswith("JAX_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
-def run_example(name: str, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        env=with_this_checkout_importable(dict(os.environ)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def assert_drawn_png(path: Path, min_ink: float = 0.03) -> None:
-    image = imread(path)[..., :3]
-    assert image.shape[0] >= 300 and image.shape[1] >= 500, image.shape
-    ink = float(np.mean(np.any(image < 0.9, axis=-1)))
-    assert ink > min_ink, f"only {ink:.1%} of {path.name} is drawn"
 
 
 def test_flax_nnx_model_learns_the_spirals_with_nnx_optimizer_and_adamjax(tmp_path):
@@ -66,18 +37,8 @@ def test_plain_jax_loop_with_the_triple_api_fits_the_curve(tmp_path):
     assert_drawn_png(tmp_path / "jax_training_loop_loss.png")
 
 
-def load_generator():
-    spec = importlib.util.spec_from_file_location("make_tpu_quickstart", EXAMPLES / "_make_tpu_quickstart.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_quickstart_notebook_matches_its_generator_and_installs_only_when_missing():
-    committed = nbformat.read(NOTEBOOK, as_version=4)
-    built = load_generator().build()
-    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in built.cells]
-    assert all(not c.get("outputs") for c in committed.cells if c.cell_type == "code")
+    committed = assert_notebook_matches_generator(NOTEBOOK, "_make_tpu_quickstart.py")
     install = next(c.source for c in committed.cells if c.cell_type == "code")
     assert re.search(r'if importlib\.util\.find_spec\("adamjax"\) is None:\n +%pip install', install), install
     # IPython turns the indented magic into a call, with `{ADAMJAX}` expanded when it runs.
@@ -86,18 +47,8 @@ def test_quickstart_notebook_matches_its_generator_and_installs_only_when_missin
 
 
 def test_quickstart_notebook_runs_on_cpu_trains_and_sweeps(monkeypatch):
-    for key, value in with_this_checkout_importable(dict(os.environ)).items():
-        monkeypatch.setenv(key, value)  # the kernel inherits this environment
-    for key in [k for k in os.environ if k.startswith("JAX_")]:
-        monkeypatch.delenv(key)
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}
-    )
-    client.execute()  # raises CellExecutionError on the first failing cell
-
-    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
-    text = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
+    with checkout_environment(monkeypatch):  # the kernel inherits this environment
+        text, images = execute_notebook(NOTEBOOK, timeout=180)
     assert "backend: cpu" in text
     assert not re.search(r"(?i)successfully installed|collecting adamjax", text)  # the install was skipped
     first, last = (float(re.search(rf"step +{t}  loss ([\d.e+-]+)", text).group(1)) for t in (1, 300))
@@ -109,5 +60,4 @@ def test_quickstart_notebook_runs_on_cpu_trains_and_sweeps(monkeypatch):
     best = float(re.search(r"best learning rate: ([\d.e+-]+)", text).group(1))
     assert 3e-3 <= best <= 0.3 and final[best] == min(final.values()), sweep
     assert final[1e-4] > 100 * final[best] and final[1.0] > 100 * final[best], sweep
-    images = [output for output in outputs if "image/png" in output.get("data", {})]
     assert len(images) == 2, "the notebook's figures were not displayed"

@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
-import nbclient
-import nbformat
+from helpers import EXAMPLES, assert_notebook_matches_generator, execute_notebook
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOTEBOOK = EXAMPLES / "adam_explained.ipynb"
 
 
-def load_generator():
-    spec = importlib.util.spec_from_file_location("make_adam_explained", EXAMPLES / "_make_adam_explained.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_notebook_matches_its_generator():
-    committed = nbformat.read(NOTEBOOK, as_version=4)
-    built = load_generator().build()
-    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in built.cells]
-    assert all(not c.get("outputs") for c in committed.cells if c.cell_type == "code")
+    assert_notebook_matches_generator(NOTEBOOK, "_make_adam_explained.py")
 
 
 def test_notebook_executes_and_answers_the_seed_questions():
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}
-    )
-    client.execute()  # raises CellExecutionError on the first failing cell
-
-    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
-    text = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
-    images = [output for output in outputs if "image/png" in output.get("data", {})]
+    text, images = execute_notebook(NOTEBOOK, timeout=120)
     assert len(images) >= 4, "the notebook's figures were not displayed"
     # Section 1: the step settles near mean / RMS of the gradient.
     for name in ("swinging", "swinging_soft"):

@@ -18,6 +18,7 @@ import numpy as np
 import numpy_reference as ref
 import optax
 import pytest
+from helpers import scale_by_adam_for
 
 import adamjax
 from adamjax._core import record_steps
@@ -52,21 +53,6 @@ VARIANTS = {
     "adamax": ref.Variant(power=math.inf, eps=0.0, eps_root=1e-8),
     "adamax_eps_outside": ref.Variant(power=math.inf, eps=1e-3, eps_root=0.0),
 }
-
-
-def scale_by_adam_for(variant: ref.Variant, **dtypes) -> optax.GradientTransformation:
-    return adamjax.scale_by_adam(
-        variant.b1,
-        variant.b2,
-        variant.eps,
-        variant.eps_root,
-        power=variant.power,
-        centered=variant.centered,
-        amsgrad=variant.amsgrad,
-        nesterov=variant.nesterov,
-        bias_correction=variant.bias_correction,
-        **dtypes,
-    )
 
 
 def recorded_update(tx, g, state):

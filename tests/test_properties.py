@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpy_reference as ref
 import pytest
+from helpers import scale_by_adam_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -71,20 +72,6 @@ def variants(draw):
     )
 
 
-def core(variant: ref.Variant):
-    return adamjax.scale_by_adam(
-        variant.b1,
-        variant.b2,
-        variant.eps,
-        variant.eps_root,
-        power=variant.power,
-        centered=variant.centered,
-        amsgrad=variant.amsgrad,
-        nesterov=variant.nesterov,
-        bias_correction=variant.bias_correction,
-    )
-
-
 def run(tx, grads_list, update=None):
     update = tx.update if update is None else update
     state = tx.init(grads_list[0])
@@ -107,7 +94,7 @@ COMMON = {
 @given(**COMMON, dtype=st.sampled_from([jnp.float32, jnp.float64]))
 def test_agrees_with_the_numpy_reference(variant, shape, steps, seed, dtype):
     grads_list = gradients(seed, shape, steps, dtype)
-    got = run(core(variant), grads_list)
+    got = run(scale_by_adam_for(variant), grads_list)
     moments = ref.zeros_like(np.zeros(shape))
     for t, (g, u) in enumerate(zip(grads_list, got, strict=True), start=1):
         step = ref.step(np.asarray(g, np.float64), moments, t, variant)
@@ -169,9 +156,9 @@ def test_first_triple_step_with_eps_zero_is_lr_times_sign(learning_rate, b1, b2,
 def test_update_does_not_change_when_the_gradients_are_rescaled(variant, shape, steps, seed, dtype, exponent, factor):
     variant = dataclasses.replace(variant, eps=0.0, eps_root=0.0)
     grads_list = gradients(seed, shape, steps, dtype)
-    base = run(core(variant), grads_list)
-    doubled = run(core(variant), [g * jnp.asarray(2.0**exponent, dtype) for g in grads_list])
-    scaled = run(core(variant), [g * jnp.asarray(factor, dtype) for g in grads_list])
+    base = run(scale_by_adam_for(variant), grads_list)
+    doubled = run(scale_by_adam_for(variant), [g * jnp.asarray(2.0**exponent, dtype) for g in grads_list])
+    scaled = run(scale_by_adam_for(variant), [g * jnp.asarray(factor, dtype) for g in grads_list])
     rtol = 1e-10 if dtype == jnp.float64 else 2e-4
     for u, u2, us in zip(base, doubled, scaled, strict=True):
         scale = max(1.0, float(jnp.max(jnp.abs(u), initial=0.0)))
@@ -186,7 +173,7 @@ def test_update_does_not_change_when_the_gradients_are_rescaled(variant, shape, 
 @SETTINGS
 @given(**COMMON, dtype=st.sampled_from(ALL_DTYPES), alias=st.booleans())
 def test_negated_gradients_give_the_negated_update(variant, shape, steps, seed, dtype, alias):
-    tx = adamjax.adam(1e-2, variant.b1, variant.b2, variant.eps) if alias else core(variant)
+    tx = adamjax.adam(1e-2, variant.b1, variant.b2, variant.eps) if alias else scale_by_adam_for(variant)
     grads_list = gradients(seed, shape, steps, dtype, zeros=True)
     forward = run(tx, grads_list, lambda g, s: tx.update(g, s, g))
     backward = run(tx, [-g for g in grads_list], lambda g, s: tx.update(g, s, -g))
@@ -197,7 +184,7 @@ def test_negated_gradients_give_the_negated_update(variant, shape, steps, seed, 
 @settings(SETTINGS, max_examples=15)
 @given(**COMMON, dtype=st.sampled_from(ALL_DTYPES))
 def test_a_jitted_step_equals_an_unjitted_one(variant, shape, steps, seed, dtype):
-    tx = core(variant)
+    tx = scale_by_adam_for(variant)
     grads_list = gradients(seed, shape, steps, dtype)
     eager = run(tx, grads_list)
     jitted = run(tx, grads_list, jax.jit(tx.update))
@@ -205,7 +192,10 @@ def test_a_jitted_step_equals_an_unjitted_one(variant, shape, steps, seed, dtype
     rtol = {jnp.float64: 1e-13, jnp.float32: 1e-5}.get(dtype, 2 * float(jnp.finfo(dtype).eps))
     for u, v in zip(eager, jitted, strict=True):
         assert u.dtype == v.dtype
-        scale = max(1.0, float(jnp.max(jnp.abs(u.astype(jnp.float32)), initial=0.0)))
+        # (A float16 update can overflow to inf -- a direction of 1e5 with a tiny centered
+        # moment -- in both runs alike; the scale is taken over the finite entries.)
+        magnitudes = np.abs(np.asarray(u, np.float64))
+        scale = max(1.0, float(np.max(magnitudes[np.isfinite(magnitudes)], initial=0.0)))
         np.testing.assert_allclose(np.asarray(v, np.float64), np.asarray(u, np.float64), rtol=rtol, atol=rtol * scale)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -25,25 +24,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sharding_worker as worker
+from helpers import EXAMPLES, checkout_env, run_python
 from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 
 import adamjax
 
-ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("explicit", "auto")
 FSDP_SIZE = worker.MESH_SHAPE[worker.AXES.index("fsdp")]
 
 
 def run_on_8_cpu_devices(*args: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("JAX_", "XLA_"))}
-    env.update(
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
-        JAX_PLATFORMS="cpu",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    )
-    result = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return result
+    env = checkout_env(drop=("JAX_", "XLA_"), XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    return run_python(*args, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +204,7 @@ def example_output_numbers(stdout: str) -> dict[str, object]:
 @pytest.mark.parametrize("axes", KINDS)
 def test_sharded_training_example_on_8_devices_matches_one_device(axes):
     steps = 40
-    result = run_on_8_cpu_devices(str(ROOT / "examples" / "sharded_training.py"), "--axes", axes, "--steps", str(steps))
+    result = run_on_8_cpu_devices(str(EXAMPLES / "sharded_training.py"), "--axes", axes, "--steps", str(steps))
     out = result.stdout
     assert f"8 cpu devices in 1 process(es); mesh {{'data': 2, 'fsdp': 4}}, {axes} axes" in out
     assert "collectives in the compiled optimizer update: none" in out
@@ -233,11 +225,11 @@ def test_sharded_training_example_on_8_devices_matches_one_device(axes):
 @functools.cache
 def single_device_example(steps: int) -> list[float]:
     """The example's losses on this process's one device."""
-    sys.path.insert(0, str(ROOT / "examples"))
+    sys.path.insert(0, str(EXAMPLES))
     try:
         import sharded_training
     finally:
-        sys.path.remove(str(ROOT / "examples"))
+        sys.path.remove(str(EXAMPLES))
     # As a user runs it: JAX's default settings, not this suite's x64 and strict promotion.
     with jax.enable_x64(False), jax.numpy_dtype_promotion("standard"):
         return sharded_training.train("auto", steps, verbose=False)

@@ -1,0 +1,128 @@
+"""What several test files need: subprocesses that import this checkout, drawn PNGs, notebooks, the core.
+
+Kept apart from ``numpy_reference.py``, which must not import adamjax.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbclient
+import nbformat
+import numpy as np
+import numpy_reference as ref
+import optax
+from matplotlib.image import imread
+
+import adamjax
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def checkout_env(*, drop: tuple[str, ...] = ("JAX_",), **extra: str) -> dict[str, str]:
+    """This process's environment with the repository first on PYTHONPATH.
+
+    Variables starting with ``drop`` are removed (the suite's JAX settings
+    must not leak into a fresh interpreter); ``extra`` is set last.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def run_python(*args: Any, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Runs a fresh interpreter on ``args``; fails the test (showing stderr) unless it exits 0."""
+    result = subprocess.run(
+        [sys.executable, *map(str, args)],
+        env=checkout_env() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def run_example(name: str, *args: Any) -> subprocess.CompletedProcess:
+    """Runs ``examples/<name>`` as a script."""
+    return run_python(EXAMPLES / name, *args)
+
+
+def assert_drawn_png(path: Path, min_ink: float = 0.03) -> None:
+    """``path`` is a real figure: at least 500x300 pixels with ``min_ink`` of them not white."""
+    image = imread(path)[..., :3]
+    assert image.shape[0] >= 300 and image.shape[1] >= 500, image.shape
+    ink = float(np.mean(np.any(image < 0.9, axis=-1)))
+    assert ink > min_ink, f"only {ink:.1%} of {path.name} is drawn"
+
+
+def load_generator(filename: str) -> Any:
+    """Imports a notebook generator ``examples/<filename>`` (which imports ``examples/_notebook.py``)."""
+    spec = importlib.util.spec_from_file_location(Path(filename).stem, EXAMPLES / filename)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    return module
+
+
+def assert_notebook_matches_generator(notebook: Path, generator: str) -> nbformat.NotebookNode:
+    """The committed notebook has its generator's cells and no outputs; returns it."""
+    committed = nbformat.read(notebook, as_version=4)
+    built = load_generator(generator).build()
+    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in built.cells]
+    assert all(not c.get("outputs") for c in committed.cells if c.cell_type == "code")
+    return committed
+
+
+def execute_notebook(notebook: Path, timeout: int) -> tuple[str, list]:
+    """Runs ``notebook`` top to bottom in a kernel started in ``examples/``.
+
+    Returns the printed text and the displayed PNG outputs. The kernel inherits
+    this process's environment (set it with ``monkeypatch`` beforehand).
+    """
+    node = nbformat.read(notebook, as_version=4)
+    client = nbclient.NotebookClient(
+        node, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}
+    )
+    client.execute()  # raises CellExecutionError on the first failing cell
+    outputs = [output for cell in node.cells if cell.cell_type == "code" for output in cell.outputs]
+    text = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
+    images = [output for output in outputs if "image/png" in output.get("data", {})]
+    return text, images
+
+
+@contextlib.contextmanager
+def checkout_environment(monkeypatch: Any):
+    """Sets :func:`checkout_env` in this process (for a notebook kernel to inherit)."""
+    for key, value in checkout_env().items():
+        monkeypatch.setenv(key, value)
+    for key in [k for k in os.environ if k.startswith("JAX_")]:
+        monkeypatch.delenv(key)
+    yield
+
+
+def scale_by_adam_for(variant: ref.Variant, **dtypes: Any) -> optax.GradientTransformation:
+    """adamjax's core configured as the NumPy reference's ``variant``."""
+    return adamjax.scale_by_adam(
+        variant.b1,
+        variant.b2,
+        variant.eps,
+        variant.eps_root,
+        power=variant.power,
+        centered=variant.centered,
+        amsgrad=variant.amsgrad,
+        nesterov=variant.nesterov,
+        bias_correction=variant.bias_correction,
+        **dtypes,
+    )
