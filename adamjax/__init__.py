@@ -2,9 +2,11 @@
 
 Two faces on one core:
 
-* ``adamjax.adam``, ``adamw``, ``amsgrad``, ``adamax``, ``nadam``,
-  ``adabelief`` and the core ``scale_by_adam`` are ``optax.GradientTransformation``
-  objects that compose with ``optax.chain`` and optax's wrappers.
+* ``adamjax.adam``, ``adamw``, ``amsgrad``, ``adamax``, ``adamaxw``, ``nadam``,
+  ``nadamw``, ``adabelief`` and the core ``scale_by_adam`` (with
+  ``scale_by_amsgrad``, ``scale_by_belief``, ``scale_by_adamax``) are
+  ``optax.GradientTransformation`` objects with optax's signatures and state
+  classes, composing with ``optax.chain`` and optax's wrappers.
 * ``adamjax.optimizers`` is a maintained drop-in for
   ``jax.example_libraries.optimizers`` (``init, update, get_params`` triples).
 """
@@ -15,14 +17,18 @@ from adamjax import signals as signals
 from adamjax._aliases import adabelief as adabelief
 from adamjax._aliases import adam as adam
 from adamjax._aliases import adamax as adamax
+from adamjax._aliases import adamaxw as adamaxw
 from adamjax._aliases import adamw as adamw
 from adamjax._aliases import amsgrad as amsgrad
 from adamjax._aliases import nadam as nadam
+from adamjax._aliases import nadamw as nadamw
 from adamjax._checkpoint import restore_state as restore_state
 from adamjax._checkpoint import save_state as save_state
 from adamjax._core import AdamConfig as AdamConfig
 from adamjax._core import AdamStep as AdamStep
 from adamjax._core import ScaleByAdamState as ScaleByAdamState
+from adamjax._core import ScaleByAmsgradState as ScaleByAmsgradState
+from adamjax._core import ScaleByBeliefState as ScaleByBeliefState
 from adamjax._core import adam_step as adam_step
 from adamjax._flat import FlatParams as FlatParams
 from adamjax._fused import apply_step as apply_step
@@ -34,6 +40,9 @@ from adamjax._simulate import Trace as Trace
 from adamjax._simulate import simulate as simulate
 from adamjax._stats import adam_stats as adam_stats
 from adamjax._transform import scale_by_adam as scale_by_adam
+from adamjax._transform import scale_by_adamax as scale_by_adamax
+from adamjax._transform import scale_by_amsgrad as scale_by_amsgrad
+from adamjax._transform import scale_by_belief as scale_by_belief
 from adamjax._transform import scale_by_learning_rate as scale_by_learning_rate
 
 __version__ = "0.1.0"
@@ -43,23 +52,30 @@ __all__ = [
     "AdamStep",
     "FlatParams",
     "ScaleByAdamState",
+    "ScaleByAmsgradState",
+    "ScaleByBeliefState",
     "Trace",
     "adabelief",
     "adam",
     "adam_stats",
     "adam_step",
     "adamax",
+    "adamaxw",
     "adamw",
     "amsgrad",
     "apply_step",
     "get_hyperparams",
     "nadam",
+    "nadamw",
     "native_status",
     "optimizers",
     "plot",
     "restore_state",
     "save_state",
     "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_amsgrad",
+    "scale_by_belief",
     "scale_by_learning_rate",
     "set_hyperparams",
     "signals",

@@ -1,12 +1,13 @@
 r"""The Adam family as ready-to-use optimizers.
 
-Each alias is an ``optax.chain`` of a coupled L2 term (PyTorch's
-``weight_decay``, a no-op at 0), the core :func:`adamjax.scale_by_adam`
-with the variant's switches, an optional decoupled decay, and the learning
-rate -- so every alias runs the same Adam maths. The chain's state layout does
-not depend on the values of the hyperparameters, only on which switches are
-on, so ``optax.inject_hyperparams`` (which calls the factory once with
-concrete and once with traced values) sees the same structure each time.
+Each alias is the ``optax.chain`` optax builds for the same optimizer: the
+core :func:`adamjax.scale_by_adam` with the variant's switches (PyTorch's
+coupled L2 ``weight_decay`` runs inside it), the decoupled decay for the
+``...w`` aliases, and the learning rate -- so every alias runs the same Adam
+maths and its state tree is optax's. The layout depends only on which
+switches are on, never on hyperparameter values, so ``optax.inject_hyperparams``
+(which calls the factory once with concrete and once with traced values) sees
+the same structure each time.
 """
 
 from __future__ import annotations
@@ -21,58 +22,44 @@ import optax
 
 from adamjax import _checks, _core, _fused
 from adamjax._transform import scale_by_learning_rate
+from adamjax._types import ArrayLike, DTypeLike, ScalarOrSchedule
 
 
-def _weight_decay(func: str, weight_decay: Any, mask: Any = None, *, coupled: bool) -> optax.GradientTransformation:
-    r"""The term :math:`g \leftarrow g + \lambda_t \theta` (before the core when coupled).
+def _decoupled_decay(func: str, weight_decay: Any, mask: Any = None) -> optax.GradientTransformation:
+    r"""The decoupled term :math:`u \leftarrow u + \lambda_t \theta` (after the core), with optax's state.
 
     ``weight_decay`` is a number, a JAX scalar (a tracer too) or a schedule of
-    the step count. The product is taken in float32 or wider and rounded once
-    to the gradient's dtype, so a float32 decay keeps bfloat16 updates
-    bfloat16. The state is empty for a constant and a step count for a
-    schedule, whatever the value, so the chain's structure never depends on it.
-
-    A literal 0 needs no ``params``. Otherwise ``update`` needs them, with one
-    exception: for the coupled term a traced value (inside
-    ``optax.inject_hyperparams``' jitted update, where even the default 0 is
-    traced) is skipped when no ``params`` are given, since it cannot be
-    inspected there.
+    the step count. The state is exactly ``optax.add_decayed_weights``' (empty
+    for a constant, a step count for a schedule, inside ``optax.MaskedState``
+    with a mask), so a state tree matches optax's. The product is taken in
+    float32 or wider and rounded once to the update's dtype, so a float32 decay
+    keeps bfloat16 updates bfloat16. A literal 0 needs no ``params``.
     """
+    _checks.check_schedule_or_nonnegative(func, "weight_decay", weight_decay)
     schedule = callable(weight_decay) and not _checks.is_traced(weight_decay)
-    if not schedule:
-        _checks.check_nonnegative(func, "weight_decay", weight_decay)
-    literal_zero = not schedule and not _checks.is_traced(weight_decay) and float(weight_decay) == 0.0
+    literal_zero = not schedule and isinstance(weight_decay, (int, float)) and float(weight_decay) == 0.0
+    weight_decay = _checks.checked_schedule(func, "weight_decay", weight_decay)
+    init_fn = optax.add_decayed_weights(weight_decay).init
 
-    def add_decay(updates: optax.Updates, params: optax.Params | None, rate: Any) -> optax.Updates:
+    def update_fn(updates: optax.Updates, state: Any, params: optax.Params | None = None) -> tuple[Any, Any]:
+        if schedule:
+            rate, state = weight_decay(state.count), state._replace(count=optax.safe_increment(state.count))
+        else:
+            rate = weight_decay
         if literal_zero:
-            return updates
+            return updates, state
         if params is None:
-            if coupled and _checks.is_traced(weight_decay):
-                return updates
             raise ValueError(f"`{func}(weight_decay=...)` needs the parameters: call `update(grads, state, params)`.")
         _core.check_same_structure(func, updates, params)
-        return jax.tree.map(
-            lambda g, p: None if g is None else g + _core.scale_leaf(rate, jnp.asarray(p, jnp.result_type(g))),
+        decayed = jax.tree.map(
+            lambda u, p: None if u is None else u + _core.scale_leaf(rate, jnp.asarray(p, jnp.result_type(u))),
             updates,
             params,
             is_leaf=lambda x: x is None,
         )
+        return decayed, state
 
-    if schedule:
-
-        def init_fn(params: optax.Params) -> optax.ScaleByScheduleState:
-            del params
-            return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
-
-        def update_fn(updates, state, params=None):
-            rate = weight_decay(state.count)
-            _checks.check_schedule_value(func, "weight_decay", rate)
-            updates = add_decay(updates, params, rate)
-            return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
-
-        tx = optax.GradientTransformation(init_fn, update_fn)
-    else:
-        tx = optax.stateless(lambda updates, params: add_decay(updates, params, weight_decay))
+    tx = optax.GradientTransformation(init_fn, update_fn)
     if mask is None:
         return tx
     _checks.check_mask(func, mask)
@@ -100,6 +87,9 @@ def _masked(func: str, tx: optax.GradientTransformation, mask: Any) -> optax.Gra
     return optax.GradientTransformationExtraArgs(init_fn, masked.update)
 
 
+_NO_DECAY = object()  # the alias has no decoupled decay (``None`` is refused as a value)
+
+
 def _build(
     func: str,
     learning_rate: Any,
@@ -108,17 +98,22 @@ def _build(
     eps: Any,
     eps_root: Any,
     *,
-    coupled_decay: Any = 0.0,
-    decoupled_decay: Any = None,
+    decoupled_decay: Any = _NO_DECAY,
     mask: Any = None,
     **switches: Any,
 ) -> optax.GradientTransformation:
-    """Validates everything for ``func`` and chains decay, core and learning rate."""
+    """Validates everything for ``func`` and chains the core, the decoupled decay and the learning rate.
+
+    The chain is optax's for the same optimizer (``scale_by_adam``-like core,
+    ``add_decayed_weights`` for the ``...w`` aliases, ``scale_by_learning_rate``),
+    so its state tree is optax's; PyTorch's coupled L2 term lives inside the
+    core and adds no state.
+    """
     _checks.check_learning_rate(func, "learning_rate", learning_rate)
     config = _core.make_config(func, b1, b2, eps, eps_root, **switches)
-    parts = [_weight_decay(func, coupled_decay, coupled=True), _core.transformation(config, func)]
-    if decoupled_decay is not None:
-        parts.append(_weight_decay(func, decoupled_decay, mask, coupled=False))
+    parts = [_core.transformation(config, func)]
+    if decoupled_decay is not _NO_DECAY:
+        parts.append(_decoupled_decay(func, decoupled_decay, mask))
     parts.append(scale_by_learning_rate(learning_rate, func=func))
     chain = optax.chain(*parts)
     if mask is not None or not _fused.config_supported(config):
@@ -127,42 +122,45 @@ def _build(
         func,
         config,
         _checks.checked_schedule(func, "learning_rate", learning_rate),
-        _checks.checked_schedule(func, "weight_decay", coupled_decay),
-        None if decoupled_decay is None else _checks.checked_schedule(func, "weight_decay", decoupled_decay),
+        None if decoupled_decay is _NO_DECAY else _checks.checked_schedule(func, "weight_decay", decoupled_decay),
     )
     return _fused.attach(spec, chain)
 
 
 def adam(
-    learning_rate: Any,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    eps_root: Any = 0.0,
+    learning_rate: ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: DTypeLike | None = None,
     *,
-    weight_decay: Any = 0.0,
-    amsgrad: bool = False,
     nesterov: bool = False,
+    weight_decay: ScalarOrSchedule | None = None,
+    amsgrad: bool = False,
     centered: bool = False,
-    power: Any = None,
+    power: ArrayLike | None = None,
     bias_correction: bool = True,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
-) -> optax.GradientTransformation:
-    r"""Adam, with PyTorch's coupled L2 ``weight_decay``.
+    nu_dtype: DTypeLike | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Adam (``optax.adam``), with PyTorch's coupled L2 ``weight_decay`` as an option.
 
     .. math::
 
-      g_t &\leftarrow g_t + \lambda \theta_{t-1} \quad (\lambda = \text{weight\_decay}) \\
+      g_t &\leftarrow g_t + \lambda \theta_{t-1} \quad (\lambda = \text{weight\_decay}, \text{ if given}) \\
       m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
-      v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+      v_t = \beta_2 v_{t-1} + (1-\beta_2) |g_t|^2 \\
       \theta_t &= \theta_{t-1} - \eta_t\, \frac{m_t / (1-\beta_1^t)}
                  {\sqrt{v_t/(1-\beta_2^t) + \epsilon_{root}} + \epsilon}
 
-    With ``weight_decay=0`` this is ``optax.adam``; with ``weight_decay > 0`` it
-    is ``torch.optim.Adam(weight_decay=...)`` (the decay goes through the
-    moments; for decay that does not, use :func:`adamw`). The other switches
-    are those of :func:`scale_by_adam`.
+    Positional parameters, defaults and the state tree are ``optax.adam``'s:
+    ``(ScaleByAdamState(count, mu, nu), EmptyState())`` for a constant rate,
+    ``ScaleByScheduleState`` in the second slot for a schedule, so
+    ``opt_state[0].mu`` and optax checkpoints work unchanged. With
+    ``weight_decay`` it is ``torch.optim.Adam(weight_decay=...)`` (the decay
+    goes through the moments; for decay that does not, use :func:`adamw`); the
+    term lives in the core and adds no state. Complex parameters are optimised
+    as optax does: :math:`|g|^2 = g \bar g` feeds the (real) second moment.
 
     Non-finite gradients: ``optax.apply_if_finite(adam(...),
     max_consecutive_errors=k)`` skips a step whose gradients hold a NaN or an
@@ -174,13 +172,16 @@ def adam(
       learning_rate: :math:`\eta`, a number ``>= 0`` or an optax schedule
         (called with the step count, 0 on the first step).
       b1, b2, eps, eps_root: as in :func:`scale_by_adam`.
-      weight_decay: :math:`\lambda \ge 0`, a number or a schedule; ``update``
-        needs ``params`` when it is not 0.
-      amsgrad, nesterov, centered, power, bias_correction, mu_dtype, nu_dtype:
-        switches of :func:`scale_by_adam`.
+      mu_dtype: dtype of the first moment (``None``: the parameters').
+      nesterov: Nesterov momentum (optax's NAdam form), as ``optax.adam``.
+      weight_decay: coupled L2 :math:`\lambda \ge 0` (adamjax only), a number
+        or a schedule; ``None`` (the default) leaves the term out; ``update``
+        needs ``params`` when it is given.
+      amsgrad, centered, power, bias_correction, nu_dtype: adamjax's switches
+        of :func:`scale_by_adam`.
 
     Returns:
-      An ``optax.GradientTransformation`` (an ``optax.chain``).
+      An ``optax.GradientTransformationExtraArgs`` (an ``optax.chain``).
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax, adamjax
@@ -190,10 +191,12 @@ def adam(
       >>> updates, state = tx.update(jax.grad(lambda p: (p**2).sum())(params), state)
       >>> optax.apply_updates(params, updates)
       Array([ 0.9, -0.9], dtype=float32)
+      >>> type(state[0]).__name__, int(state[0].count)
+      ('ScaleByAdamState', 1)
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015.
-      PyTorch ``torch.optim.Adam``.
+      PyTorch ``torch.optim.Adam``; optax ``optax.adam``.
     """
     return _build(
         "adam",
@@ -202,7 +205,7 @@ def adam(
         b2,
         eps,
         eps_root,
-        coupled_decay=weight_decay,
+        weight_decay=weight_decay,
         amsgrad=amsgrad,
         nesterov=nesterov,
         centered=centered,
@@ -214,41 +217,53 @@ def adam(
 
 
 def adamw(
-    learning_rate: Any,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    eps_root: Any = 0.0,
-    weight_decay: Any = 1e-4,
+    learning_rate: ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: DTypeLike | None = None,
+    weight_decay: ScalarOrSchedule = 1e-4,
     mask: Any | Callable[[optax.Params], Any] | None = None,
     *,
-    amsgrad: bool = False,
     nesterov: bool = False,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
-) -> optax.GradientTransformation:
-    r"""AdamW: Adam with decoupled weight decay.
+    amsgrad: bool = False,
+    nu_dtype: DTypeLike | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""AdamW: Adam with decoupled weight decay (``optax.adamw``).
 
     .. math::
 
-      \theta_t = \theta_{t-1} - \eta_t \big( u_t + \lambda \theta_{t-1} \big)
+      \theta_t = \theta_{t-1} - \eta_t \big( u_t + \lambda_t \theta_{t-1} \big)
 
     where :math:`u_t` is the Adam direction of :func:`scale_by_adam`. The decay
     is scaled by the learning rate but not by Adam's preconditioner, as in
     ``torch.optim.AdamW`` and ``optax.adamw`` (PyTorch writes it as
     :math:`\theta \leftarrow \theta (1 - \eta\lambda)` before the Adam step,
-    the same update).
+    the same update). Positional parameters, defaults and the state tree are
+    ``optax.adamw``'s: ``(ScaleByAdamState, EmptyState | MaskedState,
+    EmptyState | ScaleByScheduleState)``.
 
     Args:
       learning_rate: :math:`\eta`, a number or an optax schedule.
       b1, b2, eps, eps_root: as in :func:`scale_by_adam`.
-      weight_decay: :math:`\lambda \ge 0`, a number or a schedule.
+      mu_dtype: dtype of the first moment (``None``: the parameters').
+      weight_decay: :math:`\lambda \ge 0`, a number or a schedule (not None).
       mask: which parameters decay: a pytree of booleans shaped like the
         parameters, or a callable that returns one (as ``optax.adamw``).
-      amsgrad, nesterov, mu_dtype, nu_dtype: switches of :func:`scale_by_adam`.
+      nesterov: Nesterov momentum (``optax.adamw(nesterov=True)``).
+      amsgrad, nu_dtype: adamjax's switches of :func:`scale_by_adam`.
 
     Returns:
-      An ``optax.GradientTransformation``; ``update`` needs ``params``.
+      An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax, adamjax
+      >>> tx = adamjax.adamw(0.1, weight_decay=0.5)
+      >>> params = jnp.array([2.0])
+      >>> updates, state = tx.update(jnp.array([1.0]), tx.init(params), params)
+      >>> optax.apply_updates(params, updates)  # 2 - 0.1 * (1 + 0.5 * 2)
+      Array([1.8], dtype=float32)
 
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019.
@@ -269,17 +284,134 @@ def adamw(
     )
 
 
-def amsgrad(
-    learning_rate: Any,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    eps_root: Any = 0.0,
+def nadam(
+    learning_rate: ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: DTypeLike | None = None,
     *,
-    weight_decay: Any = 0.0,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
-) -> optax.GradientTransformation:
+    nesterov: bool = True,
+    weight_decay: ScalarOrSchedule | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""NAdam: Adam with Nesterov momentum, in optax's form (``optax.nadam``).
+
+    .. math::
+
+      \hat m_t = \frac{\beta_1 m_t}{1-\beta_1^{t+1}} + \frac{(1-\beta_1) g_t}{1-\beta_1^t}, \qquad
+      \theta_t = \theta_{t-1} - \eta_t \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon}
+
+    Same signature and state as ``optax.nadam`` (whose keyword ``nesterov``
+    defaults to True; False gives plain Adam). PyTorch's ``NAdam`` adds a
+    momentum-decay schedule; this does not.
+
+    Args:
+      learning_rate: :math:`\eta`, a number or an optax schedule.
+      b1, b2, eps, eps_root: as in :func:`scale_by_adam`.
+      mu_dtype: dtype of the first moment.
+      nesterov: as ``optax.nadam``.
+      weight_decay: coupled L2, as in :func:`adam` (adamjax only).
+      nu_dtype: dtype of the second moment (adamjax only).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``.
+
+    Examples:
+      >>> import jax.numpy as jnp, adamjax
+      >>> tx = adamjax.nadam(0.1)
+      >>> updates, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
+      >>> round(float(updates[0]), 4)  # -lr * (b1 / (1 - b1^2) + 1) * sign(g)
+      -0.5737
+
+    References:
+      Dozat, "Incorporating Nesterov Momentum into Adam", 2016.
+    """
+    return _build(
+        "nadam",
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )
+
+
+def nadamw(
+    learning_rate: ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: DTypeLike | None = None,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Any | Callable[[optax.Params], Any] | None = None,
+    *,
+    nesterov: bool = True,
+    nu_dtype: DTypeLike | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""NAdamW: :func:`nadam` with decoupled weight decay (``optax.nadamw``).
+
+    .. math::
+
+      \theta_t = \theta_{t-1} - \eta_t \big( u_t + \lambda_t \theta_{t-1} \big),
+
+    with :math:`u_t` NAdam's direction (see :func:`nadam`).
+
+    Args:
+      learning_rate: :math:`\eta`, a number or an optax schedule.
+      b1, b2, eps, eps_root, mu_dtype: as in :func:`nadam`.
+      weight_decay, mask: as in :func:`adamw`.
+      nesterov: as ``optax.nadamw``.
+      nu_dtype: dtype of the second moment (adamjax only).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, adamjax
+      >>> params = jnp.ones(2)
+      >>> jax.tree.structure(adamjax.nadamw(0.1).init(params)) == jax.tree.structure(
+      ...     optax.nadamw(0.1).init(params))
+      True
+
+    References:
+      Dozat, "Incorporating Nesterov Momentum into Adam", 2016;
+      Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019.
+    """
+    return _build(
+        "nadamw",
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        decoupled_decay=weight_decay,
+        mask=mask,
+        nesterov=nesterov,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )
+
+
+def amsgrad(
+    learning_rate: ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: DTypeLike | None = None,
+    bias_correction_mu: bool = True,
+    bias_correction_nu: bool = True,
+    *,
+    weight_decay: ScalarOrSchedule | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> optax.GradientTransformationExtraArgs:
     r"""AMSGrad with PyTorch's convention (``torch.optim.Adam(amsgrad=True)``).
 
     .. math::
@@ -288,15 +420,33 @@ def amsgrad(
       \theta_t = \theta_{t-1} - \eta_t \frac{m_t/(1-\beta_1^t)}
                  {\sqrt{\tilde v_t / (1-\beta_2^t) + \epsilon_{root}} + \epsilon}
 
-    The maximum is over the raw second moment, then bias-corrected. optax's
-    ``amsgrad`` takes the maximum of the bias-corrected moments, which gives
-    different numbers; this follows PyTorch.
+    The signature and the state class (``optax.ScaleByAmsgradState(count, mu,
+    nu, nu_max)``) are ``optax.amsgrad``'s, but the maximum is taken over the
+    raw second moment, then bias-corrected, as PyTorch does. optax takes the
+    maximum of the bias-corrected moments (so its ``nu_max`` holds corrected
+    values): at the same hyperparameters the two give different numbers
+    whenever ``bias_correction_nu`` is on; with it off they agree.
 
     Args:
       learning_rate: :math:`\eta`, a number or an optax schedule.
       b1, b2, eps, eps_root: as in :func:`scale_by_adam`.
-      weight_decay: coupled L2, as in :func:`adam`.
-      mu_dtype, nu_dtype: state dtypes.
+      mu_dtype: dtype of the first moment.
+      bias_correction_mu: divide :math:`m_t` by :math:`1 - \beta_1^t`.
+      bias_correction_nu: divide :math:`\tilde v_t` by :math:`1 - \beta_2^t`.
+      weight_decay: coupled L2, as in :func:`adam` (adamjax only).
+      nu_dtype: dtype of ``nu`` and ``nu_max`` (adamjax only).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``.
+
+    Examples:
+      >>> import jax.numpy as jnp, adamjax
+      >>> tx = adamjax.amsgrad(0.1)
+      >>> state = tx.init(jnp.zeros(1))
+      >>> _, state = tx.update(jnp.array([2.0]), state)
+      >>> _, state = tx.update(jnp.array([0.0]), state)
+      >>> float(state[0].nu_max[0]) == float(0.001 * 2.0**2)  # the raw moment's maximum
+      True
 
     References:
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", 2018.
@@ -308,24 +458,26 @@ def amsgrad(
         b2,
         eps,
         eps_root,
-        coupled_decay=weight_decay,
+        weight_decay=weight_decay,
         amsgrad=True,
+        bias_correction_mu=bias_correction_mu,
+        bias_correction_nu=bias_correction_nu,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
     )
 
 
 def adamax(
-    learning_rate: Any,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
+    learning_rate: ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
     *,
-    weight_decay: Any = 0.0,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
-) -> optax.GradientTransformation:
-    r"""Adamax, Adam's infinity-norm variant (PyTorch's and optax's convention).
+    weight_decay: ScalarOrSchedule | None = None,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Adamax, Adam's infinity-norm variant (``optax.adamax``, ``torch.optim.Adamax``).
 
     .. math::
 
@@ -333,15 +485,26 @@ def adamax(
       \theta_t = \theta_{t-1} - \frac{\eta_t}{1-\beta_1^t} \frac{m_t}{u_t}
 
     This is :func:`scale_by_adam` with ``power=inf``, ``eps_root=eps`` and
-    ``eps=0``. (``jax.example_libraries.optimizers.adamax`` puts ``eps``
-    outside the maximum instead; :func:`adamjax.optimizers.adamax` keeps that.)
+    ``eps=0``; its state is ``optax.ScaleByAdamState`` with ``nu`` the running
+    maximum, as ``optax.scale_by_adamax``. (``jax.example_libraries.optimizers.adamax``
+    puts ``eps`` outside the maximum instead; :func:`adamjax.optimizers.adamax` keeps that.)
 
     Args:
       learning_rate: :math:`\eta`, a number or an optax schedule.
       b1, b2: decays, in ``[0, 1)``.
       eps: :math:`\epsilon \ge 0`, added to ``|g|`` inside the maximum.
-      weight_decay: coupled L2, as ``torch.optim.Adamax(weight_decay=...)``.
-      mu_dtype, nu_dtype: state dtypes.
+      weight_decay: coupled L2, as ``torch.optim.Adamax(weight_decay=...)`` (adamjax only).
+      mu_dtype, nu_dtype: state dtypes (adamjax only).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``.
+
+    Examples:
+      >>> import jax.numpy as jnp, adamjax
+      >>> tx = adamjax.adamax(0.1)
+      >>> updates, _ = tx.update(jnp.array([3.0]), tx.init(jnp.zeros(1)))
+      >>> round(float(updates[0]), 6)
+      -0.1
 
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015, section 7.1.
@@ -354,63 +517,78 @@ def adamax(
         b2,
         0.0,
         eps,
-        coupled_decay=weight_decay,
+        weight_decay=weight_decay,
         power=math.inf,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
     )
 
 
-def nadam(
-    learning_rate: Any,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    eps_root: Any = 0.0,
+def adamaxw(
+    learning_rate: ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Any | Callable[[optax.Params], Any] | None = None,
     *,
-    weight_decay: Any = 0.0,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
-) -> optax.GradientTransformation:
-    r"""NAdam: Adam with Nesterov momentum, in optax's form (``optax.nadam``).
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""AdamaxW: :func:`adamax` with decoupled weight decay (``optax.adamaxw``).
 
     .. math::
 
-      \hat m_t = \frac{\beta_1 m_t}{1-\beta_1^{t+1}} + \frac{(1-\beta_1) g_t}{1-\beta_1^t}, \qquad
-      \theta_t = \theta_{t-1} - \eta_t \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon}
+      \theta_t = \theta_{t-1} - \eta_t \Big( \frac{m_t}{(1-\beta_1^t)\, u_t} + \lambda_t \theta_{t-1} \Big)
 
-    (PyTorch's ``NAdam`` adds a momentum-decay schedule; this does not.)
+    Args:
+      learning_rate: :math:`\eta`, a number or an optax schedule.
+      b1, b2, eps: as in :func:`adamax`.
+      weight_decay, mask: as in :func:`adamw`.
+      mu_dtype, nu_dtype: state dtypes (adamjax only).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, adamjax
+      >>> params = jnp.ones(2)
+      >>> jax.tree.structure(adamjax.adamaxw(0.1).init(params)) == jax.tree.structure(
+      ...     optax.adamaxw(0.1).init(params))
+      True
 
     References:
-      Dozat, "Incorporating Nesterov Momentum into Adam", 2016.
+      Kingma & Ba, 2015, section 7.1; Loshchilov & Hutter, 2019.
     """
+    _checks.check_nonnegative("adamaxw", "eps", eps)
     return _build(
-        "nadam",
+        "adamaxw",
         learning_rate,
         b1,
         b2,
+        0.0,
         eps,
-        eps_root,
-        coupled_decay=weight_decay,
-        nesterov=True,
+        decoupled_decay=weight_decay,
+        mask=mask,
+        power=math.inf,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
     )
 
 
 def adabelief(
-    learning_rate: Any,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-16,
-    eps_root: Any = 1e-16,
+    learning_rate: ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-16,
+    eps_root: ArrayLike = 1e-16,
     *,
     nesterov: bool = False,
-    weight_decay: Any = 0.0,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
-) -> optax.GradientTransformation:
-    r"""AdaBelief: Adam with the centered second moment (optax's convention).
+    weight_decay: ScalarOrSchedule | None = None,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""AdaBelief: Adam with the centered second moment (``optax.adabelief``).
 
     .. math::
 
@@ -418,7 +596,25 @@ def adabelief(
       \theta_t = \theta_{t-1} - \eta_t \frac{\hat m_t}{\sqrt{s_t/(1-\beta_2^t)} + \epsilon}
 
     The step is large when the gradient agrees with its running mean ("belief")
-    and small when it swings around it -- the centered moment seed 002 asks for.
+    and small when it swings around it. Signature and state
+    (``optax.ScaleByBeliefState(count, mu, nu)``) are optax's.
+
+    Args:
+      learning_rate: :math:`\eta`, a number or an optax schedule.
+      b1, b2, eps, eps_root: as in :func:`scale_by_adam` (note optax's defaults
+        ``eps = eps_root = 1e-16``).
+      nesterov: Nesterov momentum, as ``optax.adabelief``.
+      weight_decay: coupled L2, as in :func:`adam` (adamjax only).
+      mu_dtype, nu_dtype: state dtypes (adamjax only).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``.
+
+    Examples:
+      >>> import jax.numpy as jnp, adamjax
+      >>> tx = adamjax.adabelief(0.1)
+      >>> type(tx.init(jnp.zeros(2))[0]).__name__
+      'ScaleByBeliefState'
 
     References:
       Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
@@ -431,7 +627,7 @@ def adabelief(
         b2,
         eps,
         eps_root,
-        coupled_decay=weight_decay,
+        weight_decay=weight_decay,
         centered=True,
         nesterov=nesterov,
         mu_dtype=mu_dtype,

@@ -121,38 +121,56 @@ def check_flag(func: str, name: str, value: Any) -> None:
         raise TypeError(f"`{func}({name}=...)` must be True or False; got {type(value).__name__} {value!r}.")
 
 
-def canonical_float_dtype(func: str, name: str, value: Any) -> jnp.dtype | None:
-    """Returns a floating dtype (canonicalised for the x64 setting) or ``None``."""
+def canonical_float_dtype(func: str, name: str, value: Any, *, allow_complex: bool = False) -> jnp.dtype | None:
+    """Returns a floating dtype (canonicalised for the x64 setting) or ``None``.
+
+    With ``allow_complex`` a complex dtype (``jnp.complex64``), for the moments
+    of complex parameters, is accepted too.
+    """
     if value is None:
         return None
+    allowed = "a floating dtype such as jnp.float32 or jnp.bfloat16" + (
+        " (or a complex one such as jnp.complex64, for complex parameters)" if allow_complex else ""
+    )
     try:
         dtype = jnp.dtype(value)
     except TypeError:
-        raise TypeError(
-            f"`{func}({name}=...)` must be None or a floating dtype such as jnp.float32 or jnp.bfloat16; got {value!r}."
-        ) from None
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(
-            f"`{func}({name}=...)` must be None or a floating dtype such as jnp.float32 or jnp.bfloat16; got {dtype}."
-        )
+        raise TypeError(f"`{func}({name}=...)` must be None or {allowed}; got {value!r}.") from None
+    if not (jnp.issubdtype(dtype, jnp.floating) or (allow_complex and jnp.issubdtype(dtype, jnp.complexfloating))):
+        raise TypeError(f"`{func}({name}=...)` must be None or {allowed}; got {dtype}.")
     return jax.dtypes.canonicalize_dtype(dtype)
+
+
+def check_schedule_or_nonnegative(func: str, name: str, value: Any) -> None:
+    """A term such as ``weight_decay``: a number ``>= 0``, a JAX scalar or a callable schedule (not None)."""
+    if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
+        return
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(
+            f"`{func}({name}=...)` must be a number >= 0 or a callable schedule (step count -> value); "
+            f"got {type(value).__name__} {value!r}."
+        )
+    check_nonnegative(func, name, value)
 
 
 def _where(path: Any) -> str:
     return jax.tree_util.keystr(path) or "the root"
 
 
-def check_param_dtypes(owner: str, params: Any) -> None:
-    """Every parameter leaf must be a real floating-point array.
+def check_param_dtypes(owner: str, params: Any, *, allow_complex: bool = False) -> None:
+    """Every parameter leaf must be a floating-point array (real, or complex when allowed).
 
     Args:
       owner: who needs them, as the message should say it (``"Adam"``,
         ``"`optimizers.sgd`"``).
       params: the parameter pytree given to ``init``.
+      allow_complex: whether complex parameters are accepted (the Adam family
+        optimises them as optax does).
 
     Raises:
-      TypeError: a leaf is an integer, boolean or complex array, or not an
-        array at all; the leaf's path and dtype are shown.
+      TypeError: a leaf is an integer or boolean array, a complex one where
+        they are not allowed, or not an array at all; the leaf's path and
+        dtype are shown.
     """
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         try:
@@ -162,23 +180,25 @@ def check_param_dtypes(owner: str, params: Any) -> None:
                 f"{owner} needs real floating-point parameters; the leaf at {_where(path)} is "
                 f"{type(leaf).__name__} {leaf!r}, not an array."
             ) from None
-        if jnp.issubdtype(dtype, jnp.floating):
+        if jnp.issubdtype(dtype, jnp.floating) or (allow_complex and jnp.issubdtype(dtype, jnp.complexfloating)):
             continue
         if jnp.issubdtype(dtype, jnp.complexfloating):
             raise TypeError(
                 f"{owner} needs real floating-point parameters; the leaf at {_where(path)} has dtype {dtype}. "
-                "Complex parameters are not supported: optimise the real and imaginary parts as two real "
+                "Complex parameters are not supported here: optimise the real and imaginary parts as two real "
                 "arrays (for example `{'re': z.real, 'im': z.imag}`, PyTorch's `view_as_real` convention), "
+                "use an Adam-family optimizer (which takes complex parameters), "
                 "or keep it out of the optimizer with `optax.masked`."
             )
+        kind = "floating-point (real or complex)" if allow_complex else "real floating-point"
         raise TypeError(
-            f"{owner} needs real floating-point parameters; the leaf at {_where(path)} has dtype {dtype}. "
+            f"{owner} needs {kind} parameters; the leaf at {_where(path)} has dtype {dtype}. "
             "Cast it (for example `x.astype(jnp.float32)`) or keep it out of the optimizer with `optax.masked`."
         )
 
 
-def check_gradient_dtype(func: str, path: Any, leaf: Any) -> None:
-    """A gradient leaf must be a real floating-point array (any float dtype)."""
+def check_gradient_dtype(func: str, path: Any, leaf: Any, *, allow_complex: bool = False) -> None:
+    """A gradient leaf must be a floating-point array (any float dtype; complex when its parameter is)."""
     try:
         dtype = jnp.result_type(leaf)
     except TypeError:
@@ -186,7 +206,7 @@ def check_gradient_dtype(func: str, path: Any, leaf: Any) -> None:
             f"{func}: the gradient at {_where(path)} is {type(leaf).__name__} {leaf!r}; gradients must be "
             "real floating-point arrays shaped like the parameters."
         ) from None
-    if not jnp.issubdtype(dtype, jnp.floating):
+    if not (jnp.issubdtype(dtype, jnp.floating) or (allow_complex and jnp.issubdtype(dtype, jnp.complexfloating))):
         raise TypeError(
             f"{func}: the gradient at {_where(path)} has dtype {dtype}; gradients must be real floating-point "
             "arrays (float16, bfloat16, float32 or float64) shaped like the parameters."

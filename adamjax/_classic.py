@@ -41,7 +41,7 @@ class _GradientMismatch(Exception):
 def _explain_mismatch(func: str, grads: Any, params: Any) -> None:
     """Raises the error for the first gradient leaf that does not fit its parameter, naming the leaf."""
     for (path, grad), param in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(params), strict=True):
-        _checks.check_gradient_dtype(func, path, grad)
+        _checks.check_gradient_dtype(func, path, grad, allow_complex=jnp.iscomplexobj(param))
         if jnp.shape(grad) != jnp.shape(param):
             raise ValueError(
                 f"{func}: the gradient at {jax.tree_util.keystr(path) or 'the root'} has shape {jnp.shape(grad)} "
@@ -49,8 +49,11 @@ def _explain_mismatch(func: str, grads: Any, params: Any) -> None:
             )
 
 
-def _builtin(maker):
+def _builtin(maker=None, *, allow_complex: bool = False):
     """``@optimizer`` with the input checks every built-in triple shares.
+
+    ``@_builtin(allow_complex=True)`` (the Adam family) also takes complex
+    parameters, with gradients of the same kind.
 
     ``init`` refuses parameters that are not real floating-point arrays;
     ``update`` refuses a step index that is not an integer ``>= 0`` and
@@ -58,7 +61,10 @@ def _builtin(maker):
     leaf. The gradients are checked while ``update`` is traced (by its own
     ``jit`` or the caller's), so the check costs nothing per step.
     """
+    if maker is None:
+        return functools.partial(_builtin, allow_complex=allow_complex)
     func = f"`optimizers.{maker.__name__}`"
+    kinds = "floating-point (real or complex)" if allow_complex else "real floating-point"
 
     @functools.wraps(maker)
     def per_array_maker(*args, **kwargs):
@@ -67,10 +73,11 @@ def _builtin(maker):
         def checked_update(i, g, state):
             x = get_params(state)
             dtype = jnp.result_type(g)
-            if not jnp.issubdtype(dtype, jnp.floating) or jnp.shape(g) != jnp.shape(x):
+            complex_fits = allow_complex and jnp.iscomplexobj(x) and jnp.issubdtype(dtype, jnp.complexfloating)
+            if not (jnp.issubdtype(dtype, jnp.floating) or complex_fits) or jnp.shape(g) != jnp.shape(x):
                 raise _GradientMismatch(
                     f"{func} update: a gradient of shape {jnp.shape(g)} and dtype {dtype} does not fit its "
-                    f"parameter of shape {jnp.shape(x)}; gradients must be real floating-point arrays shaped "
+                    f"parameter of shape {jnp.shape(x)}; gradients must be {kinds} arrays shaped "
                     "like the parameters."
                 )
             return update(i, g, state)
@@ -85,7 +92,7 @@ def _builtin(maker):
 
         @functools.wraps(init_fn)
         def init(params):
-            _checks.check_param_dtypes(func, params)
+            _checks.check_param_dtypes(func, params, allow_complex=allow_complex)
             return init_fn(params)
 
         @functools.wraps(update_fn)
@@ -369,7 +376,7 @@ def _adam_family(func: str, step_size: Any, config: _core.AdamConfig) -> Optimiz
     return init, update, _params
 
 
-@_builtin
+@_builtin(allow_complex=True)
 def adam(step_size, b1=0.9, b2=0.999, eps=1e-8) -> OptimizerResult:
     r"""Adam, with the step index ``i`` starting at 0.
 
@@ -422,7 +429,7 @@ def adam(step_size, b1=0.9, b2=0.999, eps=1e-8) -> OptimizerResult:
     return _adam_family("adam", step_size, _core.make_config("adam", b1, b2, eps, 0.0))
 
 
-@_builtin
+@_builtin(allow_complex=True)
 def adamax(step_size, b1=0.9, b2=0.999, eps=1e-8) -> OptimizerResult:
     r"""AdaMax, Adam's infinity-norm variant.
 

@@ -22,23 +22,27 @@ import optax
 from adamjax import _checks
 
 
-class ScaleByAdamState(NamedTuple):
-    """State of :func:`scale_by_adam`, with optax's field names.
+ScaleByAdamState = optax.ScaleByAdamState
+"""optax's own ``ScaleByAdamState(count, mu, nu)``: the state of Adam, NAdam and Adamax."""
 
-    Attributes:
-      count: int32 scalar, the number of steps taken; saturates at the int32
-        maximum instead of wrapping.
-      mu: first moment, an EMA of the gradients, one array per parameter.
-      nu: second moment, an EMA of ``|g|^p`` (``p = power``, 2 for Adam), of
-        ``(g - mu)^2`` when centered, or the decayed running maximum of ``|g|``
-        when ``power`` is infinite (Adamax).
-      nu_max: the running maximum of ``nu`` (AMSGrad), or ``None``.
-    """
+ScaleByAmsgradState = optax.ScaleByAmsgradState
+"""optax's own ``ScaleByAmsgradState(count, mu, nu, nu_max)``: the state of AMSGrad."""
 
-    count: jax.Array
-    mu: optax.Updates
-    nu: optax.Updates
-    nu_max: optax.Updates = None
+ScaleByBeliefState = optax.ScaleByBeliefState
+"""optax's own ``ScaleByBeliefState(count, mu, nu)``: the state of AdaBelief (centered moment)."""
+
+CORE_STATE_TYPES = (ScaleByAdamState, ScaleByAmsgradState, ScaleByBeliefState)
+"""The classes a core state can have; every adamjax consumer finds the core's state by these types."""
+
+
+def is_core_state(node: Any) -> bool:
+    """Whether ``node`` is the state of the Adam core (one of :data:`CORE_STATE_TYPES`)."""
+    return isinstance(node, CORE_STATE_TYPES)
+
+
+def core_states(state: Any) -> list[Any]:
+    """Every core state inside an optimizer state (chains, wrappers, injected states), in tree order."""
+    return [node for node in jax.tree.leaves(state, is_leaf=is_core_state) if is_core_state(node)]
 
 
 class AdamConfig(NamedTuple):
@@ -57,9 +61,18 @@ class AdamConfig(NamedTuple):
     centered: bool = False
     amsgrad: bool = False
     nesterov: bool = False
-    bias_correction: bool = True
+    bias_correction_mu: bool = True
+    bias_correction_nu: bool = True
     mu_dtype: Any = None
     nu_dtype: Any = None
+    weight_decay: Any = None  # coupled L2 (PyTorch's Adam ``weight_decay``): None is off
+
+    @property
+    def state_class(self) -> type:
+        """optax's state class for this variant (AMSGrad's when the maximum is kept)."""
+        if self.amsgrad:
+            return ScaleByAmsgradState
+        return ScaleByBeliefState if self.centered else ScaleByAdamState
 
 
 def make_config(
@@ -74,12 +87,18 @@ def make_config(
     amsgrad: bool = False,
     nesterov: bool = False,
     bias_correction: bool = True,
+    bias_correction_mu: bool | None = None,
+    bias_correction_nu: bool | None = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
+    weight_decay: Any = None,
 ) -> AdamConfig:
     """Validates hyperparameters for the public call ``func`` and builds a config.
 
-    ``power=None`` means 2 (Adam).
+    ``power=None`` means 2 (Adam). ``bias_correction`` switches both
+    corrections; ``bias_correction_mu`` / ``bias_correction_nu`` (optax's
+    AMSGrad keywords), when given, switch one each. ``weight_decay`` is the
+    coupled L2 term (None: off), a number ``>= 0``, a JAX scalar or a schedule.
     """
     if power is None:
         power = 2.0
@@ -95,6 +114,11 @@ def make_config(
         ("bias_correction", bias_correction),
     ):
         _checks.check_flag(func, name, flag)
+    for name, flag in (("bias_correction_mu", bias_correction_mu), ("bias_correction_nu", bias_correction_nu)):
+        if flag is not None:
+            _checks.check_flag(func, name, flag)
+    if weight_decay is not None:
+        _checks.check_schedule_or_nonnegative(func, "weight_decay", weight_decay)
     return AdamConfig(
         b1=b1,
         b2=b2,
@@ -104,9 +128,11 @@ def make_config(
         centered=centered,
         amsgrad=amsgrad,
         nesterov=nesterov,
-        bias_correction=bias_correction,
-        mu_dtype=_checks.canonical_float_dtype(func, "mu_dtype", mu_dtype),
-        nu_dtype=_checks.canonical_float_dtype(func, "nu_dtype", nu_dtype),
+        bias_correction_mu=bias_correction if bias_correction_mu is None else bias_correction_mu,
+        bias_correction_nu=bias_correction if bias_correction_nu is None else bias_correction_nu,
+        mu_dtype=_checks.canonical_float_dtype(func, "mu_dtype", mu_dtype, allow_complex=True),
+        nu_dtype=_checks.canonical_float_dtype(func, "nu_dtype", nu_dtype, allow_complex=True),
+        weight_decay=_checks.checked_schedule(func, "weight_decay", weight_decay),
     )
 
 
@@ -127,14 +153,37 @@ class AdamStep(NamedTuple):
     update: jax.Array
 
 
+def real_dtype(dtype: Any) -> jnp.dtype:
+    """The real dtype of ``dtype``'s elements (``float32`` for ``complex64``)."""
+    return jnp.dtype(jnp.finfo(dtype).dtype) if jnp.issubdtype(dtype, jnp.complexfloating) else jnp.dtype(dtype)
+
+
 def compute_dtype(*dtypes: Any) -> jnp.dtype:
     """float32 or wider: the dtype Adam's arithmetic runs in for these inputs.
 
     float16 and bfloat16 inputs are promoted so that ``eps`` (1e-8 underflows
-    in float16) and the bias corrections ``1 - b**t`` stay representable.
+    in float16) and the bias corrections ``1 - b**t`` stay representable. When
+    any input is complex the result is the complex dtype of that precision
+    (``complex64`` or ``complex128``).
     """
-    widest = max((jnp.dtype(d) for d in dtypes), key=lambda d: d.itemsize)
-    return widest if widest.itemsize > 4 else jnp.dtype(jnp.float32)
+    dtypes = [jnp.dtype(d) for d in dtypes]
+    widest = max((real_dtype(d) for d in dtypes), key=lambda d: d.itemsize)
+    real = widest if widest.itemsize > 4 else jnp.dtype(jnp.float32)
+    if any(jnp.issubdtype(d, jnp.complexfloating) for d in dtypes):
+        return jnp.dtype(jnp.complex128 if real.itemsize > 4 else jnp.complex64)
+    return real
+
+
+def _abs_sq(x: jax.Array) -> jax.Array:
+    """:math:`x \\bar x`, real: the square of a real array, ``re^2 + im^2`` of a complex one."""
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        return jnp.real(x) ** 2 + jnp.imag(x) ** 2
+    return x * x
+
+
+def _read_real(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    """A real moment stored in any dtype (optax keeps ``nu`` complex for complex parameters), as ``dtype``."""
+    return (jnp.real(x) if jnp.issubdtype(x.dtype, jnp.complexfloating) else x).astype(dtype)
 
 
 def _static_power(power: Any) -> float | None:
@@ -238,42 +287,47 @@ def adam_step(
       An :class:`AdamStep` in the compute dtype (:func:`compute_dtype`).
     """
     dtype = compute_dtype(grad.dtype, mu.dtype, nu.dtype)
-    b1 = _hyper(config.b1, dtype)
-    b2 = _hyper(config.b2, dtype)
-    eps = _hyper(config.eps, dtype)
-    eps_root = _hyper(config.eps_root, dtype)
+    real = real_dtype(dtype)
+    b1 = _hyper(config.b1, real)
+    b2 = _hyper(config.b2, real)
+    eps = _hyper(config.eps, real)
+    eps_root = _hyper(config.eps_root, real)
     power = _static_power(config.power)
 
     g = grad.astype(dtype)
-    one_minus_b1, one_minus_b2 = (1 - b1, 1 - b2) if complements is None else (c.astype(dtype) for c in complements)
-    mu = one_minus_b1 * g + b1 * mu.astype(dtype)
+    one_minus_b1, one_minus_b2 = (1 - b1, 1 - b2) if complements is None else (c.astype(real) for c in complements)
+    mu = _c(one_minus_b1, dtype) * g + _c(b1, dtype) * mu.astype(dtype)
     x = g - mu if config.centered else g
+    nu_prev = _read_real(nu, real)
     if power == math.inf:
-        nu = jnp.maximum(jnp.abs(x) + eps_root, b2 * nu.astype(dtype))
+        nu = jnp.maximum(jnp.abs(x) + eps_root, b2 * nu_prev)
     elif power == 2.0:
-        nu = one_minus_b2 * (x * x) + b2 * nu.astype(dtype)
+        nu = one_minus_b2 * _abs_sq(x) + b2 * nu_prev
     else:
-        nu = one_minus_b2 * jnp.abs(x) ** _hyper(config.power, dtype) + b2 * nu.astype(dtype)
+        nu = one_minus_b2 * jnp.abs(x) ** _hyper(config.power, real) + b2 * nu_prev
     if config.centered:
         nu = nu + eps_root
     if config.amsgrad:
-        nu_max = jnp.maximum(nu_max.astype(dtype), nu)
+        nu_max = jnp.maximum(_read_real(nu_max, real), nu)
     nu_used = nu_max if config.amsgrad else nu
 
     if bias_corrections is not None:
-        mu_hat = mu / bias_corrections[0].astype(dtype)
-        nu_hat = nu_used / bias_corrections[1].astype(dtype)
-    elif config.bias_correction:
-        bc1 = bias_correction(config.b1, count, dtype)
-        if config.nesterov:
-            bc1_next = bias_correction(config.b1, optax.safe_increment(count), dtype)
-            mu_hat = b1 * mu / bc1_next + one_minus_b1 * g / bc1
-        else:
-            mu_hat = mu / bc1
-        nu_hat = nu_used if power == math.inf else nu_used / bias_correction(config.b2, count, dtype)
+        mu_hat = mu / _c(bias_corrections[0].astype(real), dtype)
+        nu_hat = nu_used / bias_corrections[1].astype(real)
     else:
-        mu_hat = b1 * mu + one_minus_b1 * g if config.nesterov else mu
-        nu_hat = nu_used
+        if config.bias_correction_mu:
+            bc1 = bias_correction(config.b1, count, real)
+            if config.nesterov:
+                bc1_next = bias_correction(config.b1, optax.safe_increment(count), real)
+                mu_hat = _c(b1, dtype) * mu / _c(bc1_next, dtype) + _c(one_minus_b1, dtype) * g / _c(bc1, dtype)
+            else:
+                mu_hat = mu / _c(bc1, dtype)
+        else:
+            mu_hat = _c(b1, dtype) * mu + _c(one_minus_b1, dtype) * g if config.nesterov else mu
+        if config.bias_correction_nu and power != math.inf:
+            nu_hat = nu_used / bias_correction(config.b2, count, real)
+        else:
+            nu_hat = nu_used
 
     if power == math.inf:
         root = nu_hat
@@ -282,23 +336,56 @@ def adam_step(
         if power == 2.0:
             root = jnp.sqrt(inside)
         else:
-            root = inside ** (1 / _hyper(config.power, dtype))
+            root = inside ** (1 / _hyper(config.power, real))
     denom = root + eps
     # A zero denominator (eps = 0 with a zero gradient, or a second moment that
     # underflowed) gives sign(mu_hat) -- the limit of mu_hat / sqrt(nu_hat) for
     # a gradient too small to square -- instead of 0/0 = NaN or x/0 = inf.
     zero = denom == 0
-    update = jnp.where(zero, jnp.sign(mu_hat), mu_hat) / jnp.where(zero, 1, denom)
+    update = jnp.where(zero, jnp.sign(mu_hat), mu_hat) / jnp.where(zero, 1, denom).astype(dtype)
     return AdamStep(mu, nu, nu_max, mu_hat, nu_hat, denom, update)
 
 
-def init_state(params: optax.Params, config: AdamConfig) -> ScaleByAdamState:
-    """Zero moments shaped like ``params`` (``None`` leaves stay ``None``)."""
-    _checks.check_param_dtypes("Adam", params)
-    mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=config.mu_dtype), params)
-    nu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=config.nu_dtype), params)
-    nu_max = nu if config.amsgrad else None
-    return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, nu_max=nu_max)
+def _c(factor: Any, dtype: jnp.dtype) -> Any:
+    """A real scalar ready to meet an array of ``dtype``: itself, or cast to ``dtype`` when that is complex.
+
+    Python numbers stay weakly typed, so strict dtype promotion never sees a
+    real array meet a complex one; for real ``dtype`` nothing changes.
+    """
+    if isinstance(factor, (int, float)) or not jnp.issubdtype(dtype, jnp.complexfloating):
+        return factor
+    return jnp.asarray(factor).astype(dtype)
+
+
+def _state_dtype(func: str, name: str, param: Any, dtype: Any) -> jnp.dtype:
+    """The dtype a moment of ``param`` is stored in: ``dtype``, or the parameter's own (as optax)."""
+    param_dtype = jnp.result_type(param)
+    if dtype is None:
+        return param_dtype
+    if jnp.issubdtype(param_dtype, jnp.complexfloating) != jnp.issubdtype(dtype, jnp.complexfloating):
+        kind = "a complex" if jnp.issubdtype(param_dtype, jnp.complexfloating) else "a real"
+        raise TypeError(
+            f"`{func}({name}={jnp.dtype(dtype).name})` cannot hold the moment of {kind} parameter of dtype "
+            f"{jnp.dtype(param_dtype).name}: give {kind} dtype, or None for the parameter's own."
+        )
+    return jnp.dtype(dtype)
+
+
+def init_state(params: optax.Params, config: AdamConfig, func: str = "scale_by_adam") -> Any:
+    """Zero moments shaped like ``params``, in optax's state class for the variant.
+
+    Moments take the parameters' dtype unless ``mu_dtype`` / ``nu_dtype`` say
+    otherwise, as in optax (so the second moment of a complex parameter is
+    stored complex, with a zero imaginary part). AMSGrad's ``nu_max`` has the
+    dtype of ``nu``.
+    """
+    _checks.check_param_dtypes("Adam", params, allow_complex=True)
+    mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=_state_dtype(func, "mu_dtype", p, config.mu_dtype)), params)
+    nu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=_state_dtype(func, "nu_dtype", p, config.nu_dtype)), params)
+    count = jnp.zeros([], jnp.int32)
+    if config.amsgrad:
+        return ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu)
+    return config.state_class(count=count, mu=mu, nu=nu)
 
 
 def check_same_structure(func: str, updates: Any, reference: Any) -> list[jax.Array]:
@@ -306,7 +393,8 @@ def check_same_structure(func: str, updates: Any, reference: Any) -> list[jax.Ar
 
     Raises:
       TypeError: the tree structures differ (both are shown), or a gradient is
-        not a real floating-point array (integer, boolean, complex).
+        not a floating-point array (integer, boolean, or complex where the
+        state is real).
       ValueError: a leaf's shape differs from the state's.
     """
     treedef = jax.tree.structure(updates)
@@ -318,7 +406,7 @@ def check_same_structure(func: str, updates: Any, reference: Any) -> list[jax.Ar
         )
     leaves = jax.tree.leaves(updates)
     for (path, ref), leaf in zip(jax.tree_util.tree_leaves_with_path(reference), leaves, strict=True):
-        _checks.check_gradient_dtype(func, path, leaf)
+        _checks.check_gradient_dtype(func, path, leaf, allow_complex=jnp.iscomplexobj(ref))
         if jnp.shape(leaf) != jnp.shape(ref):
             raise ValueError(
                 f"{func}: the gradient at {jax.tree_util.keystr(path) or 'the root'} has shape "
@@ -349,12 +437,58 @@ def record_steps() -> Iterator[list]:
         _RECORDER.reset(token)
 
 
+def add_coupled_decay(func: str, grads: list[jax.Array], params: Any, treedef: Any, rate: Any) -> list[jax.Array]:
+    r"""PyTorch's coupled L2 term :math:`g \leftarrow g + \lambda \theta`, before the moments see ``g``.
+
+    The product is taken in float32 or wider and rounded once to the
+    gradient's dtype, so a float32 decay keeps bfloat16 gradients bfloat16.
+    """
+    if params is None:
+        raise ValueError(f"`{func}(weight_decay=...)` needs the parameters: call `update(grads, state, params)`.")
+    if jax.tree.structure(params) != treedef:
+        raise TypeError(
+            f"{func}: the parameter tree does not match the tree the optimizer state was initialised with.\n"
+            f"  parameters: {jax.tree.structure(params)}\n  state:      {treedef}"
+        )
+    param_leaves = treedef.flatten_up_to(params)
+    for g, p in zip(grads, param_leaves, strict=True):
+        if jnp.shape(g) != jnp.shape(p):
+            raise ValueError(f"{func}: a parameter of shape {jnp.shape(p)} meets a gradient of shape {jnp.shape(g)}.")
+    return [
+        g + scale_leaf(rate, jnp.asarray(p, jnp.result_type(g))) for g, p in zip(grads, param_leaves, strict=True)
+    ]
+
+
+def coupled_decay_value(config: AdamConfig, count: jax.Array) -> Any:
+    """The coupled decay for the step after ``count`` steps, or None when the term is off or a literal 0."""
+    decay = config.weight_decay
+    if decay is None:
+        return None
+    if callable(decay) and not _checks.is_traced(decay):
+        return decay(count)
+    if not _checks.is_traced(decay) and not isinstance(decay, jax.Array) and float(decay) == 0.0:
+        return None
+    return decay
+
+
 def update_state(
-    updates: optax.Updates, state: ScaleByAdamState, config: AdamConfig, func: str = "scale_by_adam"
-) -> tuple[optax.Updates, ScaleByAdamState]:
-    """Applies :func:`adam_step` to every leaf; updates keep the gradients' dtype."""
+    updates: optax.Updates,
+    state: Any,
+    config: AdamConfig,
+    func: str = "scale_by_adam",
+    params: optax.Params | None = None,
+) -> tuple[optax.Updates, Any]:
+    """Applies :func:`adam_step` to every leaf; updates keep the gradients' dtype.
+
+    With a coupled ``weight_decay`` the gradients first get
+    :math:`\lambda_t \theta` added (:func:`add_coupled_decay`), where a
+    schedule is called with the state's count before this step.
+    """
     grads = check_same_structure(func, updates, state.mu)
     treedef = jax.tree.structure(state.mu)
+    decay = coupled_decay_value(config, state.count)
+    if decay is not None:
+        grads = add_coupled_decay(func, grads, params, treedef, decay)
     mus = treedef.flatten_up_to(state.mu)
     nus = treedef.flatten_up_to(state.nu)
     nu_maxes = treedef.flatten_up_to(state.nu_max) if config.amsgrad else [None] * len(mus)
@@ -375,24 +509,19 @@ def update_state(
     recorder = _RECORDER.get()
     if recorder is not None:
         recorder.append(unflatten(steps))
-    return unflatten(new_updates), ScaleByAdamState(
-        count=count,
-        mu=unflatten(new_mu),
-        nu=unflatten(new_nu),
-        nu_max=unflatten(new_nu_max) if config.amsgrad else None,
-    )
+    moments = {"count": count, "mu": unflatten(new_mu), "nu": unflatten(new_nu)}
+    if config.amsgrad:
+        moments["nu_max"] = unflatten(new_nu_max)
+    return unflatten(new_updates), config.state_class(**moments)
 
 
 def transformation(config: AdamConfig, func: str = "scale_by_adam") -> optax.GradientTransformation:
     """The optax transformation that runs ``config``'s variant of Adam."""
 
-    def init_fn(params: optax.Params) -> ScaleByAdamState:
-        return init_state(params, config)
+    def init_fn(params: optax.Params) -> Any:
+        return init_state(params, config, func)
 
-    def update_fn(
-        updates: optax.Updates, state: ScaleByAdamState, params: optax.Params | None = None
-    ) -> tuple[optax.Updates, ScaleByAdamState]:
-        del params
-        return update_state(updates, state, config, func)
+    def update_fn(updates: optax.Updates, state: Any, params: optax.Params | None = None) -> tuple[optax.Updates, Any]:
+        return update_state(updates, state, config, func, params)
 
     return optax.GradientTransformation(init_fn, update_fn)

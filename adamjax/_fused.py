@@ -31,9 +31,8 @@ class FusedSpec(NamedTuple):
     """What an alias chain computes, for the kernel (see ``_aliases._build``)."""
 
     func: str
-    config: _core.AdamConfig
+    config: _core.AdamConfig  # its ``weight_decay`` is the coupled term
     learning_rate: Any
-    coupled_decay: Any
     decoupled_decay: Any  # None: the chain has no decoupled term
 
 
@@ -102,7 +101,7 @@ def kernel(coupled: bool, decoupled: bool):
 def _scheduled(value: Any, part_state: Any) -> tuple[Any, Any]:
     """A chain member's current value and next state (schedules count their own steps)."""
     if callable(value) and not _checks.is_traced(value):
-        return value(part_state.count), optax.ScaleByScheduleState(count=optax.safe_increment(part_state.count))
+        return value(part_state.count), part_state._replace(count=optax.safe_increment(part_state.count))
     return value, part_state
 
 
@@ -137,16 +136,21 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tu
         return None
     if jax.default_backend() != "cpu":
         return None
+    # The alias's chain is (core, [decoupled decay], learning rate); the core is
+    # found by its state's type, the members after it keep their order.
     states = list(state)
-    core_index = 1
+    core_index = next((i for i, s in enumerate(states) if _core.is_core_state(s)), None)
+    if core_index is None:
+        return None
     core_state = states[core_index]
     grad_leaves = _core.check_same_structure(spec.func, grads, core_state.mu)
 
-    coupled_value, states[0] = _scheduled(spec.coupled_decay, states[0])
-    coupled = not _is_literal_zero(spec.coupled_decay)
+    coupled_value = _core.coupled_decay_value(spec.config, core_state.count)
+    coupled = coupled_value is not None
     decoupled, decoupled_value = False, 0.0
     if spec.decoupled_decay is not None:
-        decoupled_value, states[2] = _scheduled(spec.decoupled_decay, states[2])
+        decay_index = core_index + 1
+        decoupled_value, states[decay_index] = _scheduled(spec.decoupled_decay, states[decay_index])
         decoupled = not _is_literal_zero(spec.decoupled_decay)
     lr, states[-1] = _scheduled(spec.learning_rate, states[-1])
     if params is None:
@@ -162,11 +166,9 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tu
 
     count = optax.safe_increment(core_state.count)
     config = spec.config
-    if config.bias_correction:
-        bc1 = _core.bias_correction(config.b1, count, jnp.dtype(jnp.float32))
-        bc2 = _core.bias_correction(config.b2, count, jnp.dtype(jnp.float32))
-    else:
-        bc1 = bc2 = 1.0
+    f32 = jnp.dtype(jnp.float32)
+    bc1 = _core.bias_correction(config.b1, count, f32) if config.bias_correction_mu else 1.0
+    bc2 = _core.bias_correction(config.b2, count, f32) if config.bias_correction_nu else 1.0
     hyper = _native.pack_hyper(
         {
             "lr": lr,
@@ -184,8 +186,8 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tu
     )
     step = kernel(coupled, decoupled)
     outs, new_mu, new_nu = step(tuple(param_leaves), tuple(grad_leaves), tuple(mus), tuple(nus), hyper)
-    states[core_index] = _core.ScaleByAdamState(
-        count=count, mu=treedef.unflatten(list(new_mu)), nu=treedef.unflatten(list(new_nu)), nu_max=None
+    states[core_index] = core_state._replace(
+        count=count, mu=treedef.unflatten(list(new_mu)), nu=treedef.unflatten(list(new_nu))
     )
     return treedef.unflatten(list(outs)), tuple(states)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -9,21 +10,22 @@ import jax.numpy as jnp
 import optax
 
 from adamjax import _checks, _core
+from adamjax._types import ArrayLike, DTypeLike, ScalarOrSchedule
 
 
 def scale_by_adam(
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    eps_root: Any = 0.0,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: DTypeLike | None = None,
     *,
-    power: Any = None,
+    nesterov: bool = False,
+    power: ArrayLike | None = None,
     centered: bool = False,
     amsgrad: bool = False,
-    nesterov: bool = False,
     bias_correction: bool = True,
-    mu_dtype: Any = None,
-    nu_dtype: Any = None,
+    nu_dtype: DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Rescales updates by Adam's rule; the one core behind every adamjax optimizer.
 
@@ -79,11 +81,12 @@ def scale_by_adam(
         \beta_1^{t+1}) + (1 - \beta_1) g_t / (1 - \beta_1^t)` (optax's NAdam).
       bias_correction: divide the moments by :math:`1 - \beta^t`.
       mu_dtype: dtype of the stored first moment (``None``: the parameters').
-      nu_dtype: dtype of the stored second moment (and of ``nu_max``).
+      nu_dtype: dtype of the stored second moment (and of ``nu_max``); adamjax only.
 
     Returns:
-      An ``optax.GradientTransformation`` whose state is a
-      :class:`ScaleByAdamState` ``(count, mu, nu, nu_max)``.
+      An ``optax.GradientTransformation`` whose state is optax's
+      ``ScaleByAdamState`` (``ScaleByAmsgradState`` with ``amsgrad``,
+      ``ScaleByBeliefState`` with ``centered``).
 
     Raises:
       ValueError: a hyperparameter is out of range (named in the message).
@@ -126,7 +129,147 @@ def _scale(updates: optax.Updates, factor: Any) -> optax.Updates:
     return jax.tree.map(lambda u: _core.scale_leaf(factor, u), updates)
 
 
-def scale_by_learning_rate(learning_rate: Any, *, func: str = "scale_by_learning_rate") -> optax.GradientTransformation:
+def scale_by_amsgrad(
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: DTypeLike | None = None,
+    bias_correction_mu: bool = True,
+    bias_correction_nu: bool = True,
+    *,
+    nu_dtype: DTypeLike | None = None,
+) -> optax.GradientTransformation:
+    r"""AMSGrad's rescaling, with ``optax.scale_by_amsgrad``'s signature and state class.
+
+    .. math::
+
+      \tilde v_t = \max(\tilde v_{t-1}, v_t), \qquad
+      u_t = \frac{m_t/(1-\beta_1^t)}{\sqrt{\tilde v_t/(1-\beta_2^t) + \epsilon_{root}} + \epsilon}
+
+    The maximum is over the raw second moment (PyTorch's convention); optax
+    takes it over the bias-corrected one. See :func:`adamjax.amsgrad`.
+
+    Args:
+      b1, b2, eps, eps_root, mu_dtype: as in :func:`scale_by_adam`.
+      bias_correction_mu, bias_correction_nu: switch each correction.
+      nu_dtype: dtype of ``nu`` and ``nu_max`` (adamjax only).
+
+    Returns:
+      An ``optax.GradientTransformation`` with ``optax.ScaleByAmsgradState``.
+
+    Examples:
+      >>> import jax.numpy as jnp, adamjax
+      >>> state = adamjax.scale_by_amsgrad().init(jnp.zeros(2))
+      >>> type(state).__name__, state.nu_max.shape
+      ('ScaleByAmsgradState', (2,))
+
+    References:
+      Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", 2018.
+    """
+    config = _core.make_config(
+        "scale_by_amsgrad",
+        b1,
+        b2,
+        eps,
+        eps_root,
+        amsgrad=True,
+        bias_correction_mu=bias_correction_mu,
+        bias_correction_nu=bias_correction_nu,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )
+    return _core.transformation(config, "scale_by_amsgrad")
+
+
+def scale_by_belief(
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-16,
+    eps_root: ArrayLike = 1e-16,
+    *,
+    nesterov: bool = False,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> optax.GradientTransformation:
+    r"""AdaBelief's rescaling, with ``optax.scale_by_belief``'s signature and state class.
+
+    .. math::
+
+      s_t = \beta_2 s_{t-1} + (1-\beta_2)(g_t - m_t)^2 + \epsilon_{root}, \qquad
+      u_t = \frac{\hat m_t}{\sqrt{s_t/(1-\beta_2^t)} + \epsilon}
+
+    Args:
+      b1, b2, eps, eps_root: as in :func:`scale_by_adam` (defaults ``1e-16``, as optax).
+      nesterov: Nesterov momentum.
+      mu_dtype, nu_dtype: state dtypes (adamjax only).
+
+    Returns:
+      An ``optax.GradientTransformation`` with ``optax.ScaleByBeliefState``.
+
+    Examples:
+      >>> import jax.numpy as jnp, adamjax
+      >>> type(adamjax.scale_by_belief().init(jnp.zeros(2))).__name__
+      'ScaleByBeliefState'
+
+    References:
+      Zhuang et al., "AdaBelief Optimizer", 2020.
+    """
+    config = _core.make_config(
+        "scale_by_belief",
+        b1,
+        b2,
+        eps,
+        eps_root,
+        centered=True,
+        nesterov=nesterov,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )
+    return _core.transformation(config, "scale_by_belief")
+
+
+def scale_by_adamax(
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    *,
+    mu_dtype: DTypeLike | None = None,
+    nu_dtype: DTypeLike | None = None,
+) -> optax.GradientTransformation:
+    r"""Adamax's rescaling, with ``optax.scale_by_adamax``'s signature and state class.
+
+    .. math::
+
+      u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon), \qquad
+      d_t = \frac{m_t}{(1-\beta_1^t)\, u_t}
+
+    Args:
+      b1, b2: decays, in ``[0, 1)``.
+      eps: added to ``|g|`` inside the maximum.
+      mu_dtype, nu_dtype: state dtypes (adamjax only).
+
+    Returns:
+      An ``optax.GradientTransformation`` with ``optax.ScaleByAdamState``.
+
+    Examples:
+      >>> import jax.numpy as jnp, adamjax
+      >>> tx = adamjax.scale_by_adamax()
+      >>> updates, _ = tx.update(jnp.array([-4.0]), tx.init(jnp.zeros(1)))
+      >>> round(float(updates[0]), 6)
+      -1.0
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015, section 7.1.
+    """
+    _checks.check_nonnegative("scale_by_adamax", "eps", eps)
+    config = _core.make_config(
+        "scale_by_adamax", b1, b2, 0.0, eps, power=math.inf, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+    )
+    return _core.transformation(config, "scale_by_adamax")
+
+
+def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, func: str = "scale_by_learning_rate") -> optax.GradientTransformation:
     r"""Multiplies updates by :math:`-\eta_t`, keeping each update's dtype.
 
     ``learning_rate`` is a number, a JAX scalar (a tracer too) or an optax
