@@ -451,6 +451,8 @@ def amsgrad(
     References:
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", 2018.
     """
+    _checks.check_flag("amsgrad", "bias_correction_mu", bias_correction_mu)
+    _checks.check_flag("amsgrad", "bias_correction_nu", bias_correction_nu)
     return _build(
         "amsgrad",
         learning_rate,

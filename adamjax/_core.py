@@ -357,38 +357,31 @@ def _c(factor: Any, dtype: jnp.dtype) -> Any:
     return jnp.asarray(factor).astype(dtype)
 
 
-def _state_dtype(func: str, name: str, param: Any, dtype: Any) -> jnp.dtype:
+def _state_dtype(param: Any, dtype: Any) -> jnp.dtype:
     """The dtype a moment of ``param`` is stored in: ``dtype``, or the parameter's own (as optax)."""
-    param_dtype = jnp.result_type(param)
-    if dtype is None:
-        return param_dtype
-    if jnp.issubdtype(param_dtype, jnp.complexfloating) != jnp.issubdtype(dtype, jnp.complexfloating):
-        kind = "a complex" if jnp.issubdtype(param_dtype, jnp.complexfloating) else "a real"
-        raise TypeError(
-            f"`{func}({name}={jnp.dtype(dtype).name})` cannot hold the moment of {kind} parameter of dtype "
-            f"{jnp.dtype(param_dtype).name}: give {kind} dtype, or None for the parameter's own."
-        )
-    return jnp.dtype(dtype)
+    return jnp.result_type(param) if dtype is None else jnp.dtype(dtype)
 
 
-def init_state(params: optax.Params, config: AdamConfig, func: str = "scale_by_adam") -> Any:
+def init_state(params: optax.Params, config: AdamConfig) -> Any:
     """Zero moments shaped like ``params``, in optax's state class for the variant.
 
     Moments take the parameters' dtype unless ``mu_dtype`` / ``nu_dtype`` say
     otherwise, as in optax (so the second moment of a complex parameter is
     stored complex, with a zero imaginary part). AMSGrad's ``nu_max`` has the
-    dtype of ``nu``.
+    dtype of ``nu``. As in optax any float or complex ``mu_dtype`` is accepted
+    here; a real ``mu_dtype`` meeting complex gradients is refused at ``update``,
+    where it would drop their imaginary part.
     """
     _checks.check_param_dtypes("Adam", params, allow_complex=True)
-    mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=_state_dtype(func, "mu_dtype", p, config.mu_dtype)), params)
-    nu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=_state_dtype(func, "nu_dtype", p, config.nu_dtype)), params)
+    mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=_state_dtype(p, config.mu_dtype)), params)
+    nu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=_state_dtype(p, config.nu_dtype)), params)
     count = jnp.zeros([], jnp.int32)
     if config.amsgrad:
         return ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu)
     return config.state_class(count=count, mu=mu, nu=nu)
 
 
-def check_same_structure(func: str, updates: Any, reference: Any) -> list[jax.Array]:
+def check_same_structure(func: str, updates: Any, reference: Any, *, allow_complex: bool | None = None) -> list[jax.Array]:
     """Flattens ``updates`` after checking that it matches the state's tree.
 
     Raises:
@@ -406,7 +399,8 @@ def check_same_structure(func: str, updates: Any, reference: Any) -> list[jax.Ar
         )
     leaves = jax.tree.leaves(updates)
     for (path, ref), leaf in zip(jax.tree_util.tree_leaves_with_path(reference), leaves, strict=True):
-        _checks.check_gradient_dtype(func, path, leaf, allow_complex=jnp.iscomplexobj(ref))
+        complex_ok = jnp.iscomplexobj(ref) if allow_complex is None else allow_complex
+        _checks.check_gradient_dtype(func, path, leaf, allow_complex=complex_ok)
         if jnp.shape(leaf) != jnp.shape(ref):
             raise ValueError(
                 f"{func}: the gradient at {jax.tree_util.keystr(path) or 'the root'} has shape "
@@ -478,13 +472,14 @@ def update_state(
     func: str = "scale_by_adam",
     params: optax.Params | None = None,
 ) -> tuple[optax.Updates, Any]:
-    """Applies :func:`adam_step` to every leaf; updates keep the gradients' dtype.
+    r"""Applies :func:`adam_step` to every leaf; updates keep the gradients' dtype.
 
     With a coupled ``weight_decay`` the gradients first get
     :math:`\lambda_t \theta` added (:func:`add_coupled_decay`), where a
     schedule is called with the state's count before this step.
     """
-    grads = check_same_structure(func, updates, state.mu)
+    # Complex gradients are checked against the moments below, with a message that says why.
+    grads = check_same_structure(func, updates, state.mu, allow_complex=True)
     treedef = jax.tree.structure(state.mu)
     decay = coupled_decay_value(config, state.count)
     if decay is not None:
@@ -497,9 +492,16 @@ def update_state(
     new_updates, new_mu, new_nu, new_nu_max, steps = [], [], [], [], []
     for grad, mu, nu, nu_max in zip(grads, mus, nus, nu_maxes, strict=True):
         grad = jnp.asarray(grad)
+        if jnp.iscomplexobj(grad) and not jnp.iscomplexobj(mu):
+            raise TypeError(
+                f"`{func}(mu_dtype=...)`: the first moment is stored as {jnp.dtype(mu.dtype).name} (the parameters' "
+                f"dtype or `mu_dtype`) and cannot hold complex gradients ({jnp.dtype(grad.dtype).name}): optimise "
+                "complex parameters, with a complex `mu_dtype` such as jnp.complex64 or None."
+            )
         step = adam_step(grad, mu, nu, nu_max, count, config)
         steps.append(step)
-        new_updates.append(step.update.astype(grad.dtype))
+        update = step.update if jnp.iscomplexobj(grad) else jnp.real(step.update)
+        new_updates.append(update.astype(grad.dtype))
         new_mu.append(step.mu.astype(mu.dtype))
         new_nu.append(step.nu.astype(nu.dtype))
         if config.amsgrad:
@@ -519,7 +521,7 @@ def transformation(config: AdamConfig, func: str = "scale_by_adam") -> optax.Gra
     """The optax transformation that runs ``config``'s variant of Adam."""
 
     def init_fn(params: optax.Params) -> Any:
-        return init_state(params, config, func)
+        return init_state(params, config)
 
     def update_fn(updates: optax.Updates, state: Any, params: optax.Params | None = None) -> tuple[optax.Updates, Any]:
         return update_state(updates, state, config, func, params)

@@ -167,6 +167,8 @@ def scale_by_amsgrad(
     References:
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", 2018.
     """
+    _checks.check_flag("scale_by_amsgrad", "bias_correction_mu", bias_correction_mu)
+    _checks.check_flag("scale_by_amsgrad", "bias_correction_nu", bias_correction_nu)
     config = _core.make_config(
         "scale_by_amsgrad",
         b1,

@@ -1,0 +1,97 @@
+"""A pytest plugin that runs optax's own test modules with adamjax's Adam family swapped in.
+
+Loaded with ``-p optax_swap`` in a separate pytest process over the test
+modules the optax wheel installs (nothing of them is copied here). It
+
+* replaces optax's Adam-family factories by adamjax's, everywhere optax's
+  tests look them up (``optax.adam``, the ``alias`` and ``transform``
+  modules the tests import);
+* keeps only the tests that exercise one of those factories: a case named
+  after one of them or parametrized by one, or a test whose source uses one;
+* writes ``{node id and parameters: outcome}`` to the JSON file named by ``ADAMJAX_SWAP_REPORT``.
+
+The optax tests look the factories up by module attribute, so the swap has
+to patch optax's private modules; this is test-only and never done by adamjax.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import re
+
+import adamjax
+
+FAMILY = (
+    "adam",
+    "adamw",
+    "nadam",
+    "nadamw",
+    "adamax",
+    "adamaxw",
+    "adabelief",
+    "amsgrad",
+    "scale_by_adam",
+    "scale_by_amsgrad",
+    "scale_by_belief",
+    "scale_by_adamax",
+)
+_MODULES = ("optax", "optax._src.alias", "optax._src.transform", "optax.transforms")
+_CALLS = re.compile(r"\b(?:alias|transform|optax|transforms)\.(?:" + "|".join(FAMILY) + r")\b")
+_PARAM = re.compile(r"'(?:" + "|".join(FAMILY) + r")'|adamjax")
+_outcomes: dict[str, str] = {}
+_labels: dict[str, str] = {}  # node id -> node id and the case's parameters
+
+
+def _swap() -> None:
+    for module_name in _MODULES:
+        module = importlib.import_module(module_name)
+        for name in FAMILY:
+            if hasattr(module, name):
+                setattr(module, name, getattr(adamjax, name))
+
+
+def pytest_configure(config) -> None:
+    _swap()
+
+
+_NAMED = re.compile(r"_(?:" + "|".join(FAMILY) + r")$")
+
+
+def _uses_family(item) -> bool:
+    if _NAMED.search(item.name):  # absl's named parameters: test_init_with_abstract_input_adam
+        return True
+    params = getattr(item.obj, "__x_params_repr__", None)
+    if params is not None and (_PARAM.search(params) or "opt_name=" in params):
+        return bool(_PARAM.search(params))
+    try:
+        source = inspect.getsource(item.obj)
+    except (OSError, TypeError):
+        return False
+    return bool(_CALLS.search(source))
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    keep = [item for item in items if _uses_family(item)]
+    for item in keep:
+        params = getattr(item.obj, "__x_params_repr__", None)
+        _labels[item.nodeid] = f"{item.nodeid} {params}" if params else item.nodeid
+    deselected = [item for item in items if not _uses_family(item)]
+    config.hook.pytest_deselected(items=deselected)
+    items[:] = keep
+
+
+def pytest_runtest_logreport(report) -> None:
+    label = _labels.get(report.nodeid, report.nodeid)
+    if report.when == "call" or report.outcome != "passed":
+        if _outcomes.get(label) in (None, "passed"):
+            _outcomes[label] = report.outcome
+
+
+def pytest_sessionfinish(session) -> None:
+    path = os.environ.get("ADAMJAX_SWAP_REPORT")
+    if path:
+        with open(path, "w") as f:
+            json.dump(_outcomes, f, indent=1, sort_keys=True)

@@ -1,0 +1,81 @@
+"""optax's own tests, run against adamjax's Adam family.
+
+The optax wheel installs its ``*_test.py`` modules. Each test here runs one
+of them in a fresh pytest process with the ``optax_swap`` plugin
+(``tests/suites/optax_swap.py``), which replaces optax's Adam-family
+factories by adamjax's and keeps the tests that use them. Every kept test
+must pass, except the few listed in :data:`EXPECTED`, each with its reason
+(the README's conventions table lists them too) -- and those must still
+fail, so the list cannot go stale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optax
+import pytest
+from helpers import checkout_env
+
+pytest.importorskip("sklearn", reason="optax's alias tests import scikit-learn (in the `test` extra)")
+
+OPTAX = Path(optax.__file__).parent
+SUITES = Path(__file__).parent / "suites"
+
+# node-id pattern -> why adamjax differs on purpose.
+EXPECTED = {
+    r"alias_test\.py::AliasTest::test_optimization\d+ .*opt_name='amsgrad'": (
+        "AMSGrad convention: adamjax takes the maximum of the raw second moment (PyTorch); "
+        "optax the maximum of the bias-corrected one"
+    ),
+}
+
+MODULES = [
+    "_src/alias_test.py",
+    "_src/transform_test.py",
+    "tree_utils/_state_utils_test.py",
+    "schedules/_inject_test.py",
+    "transforms/_accumulation_test.py",
+    "transforms/_combining_test.py",
+    "_src/sharding_test.py",
+    "_src/float64_test.py",
+]
+
+
+def _run(module: str, tmp_path: Path) -> dict[str, str]:
+    report = tmp_path / "outcomes.json"
+    env = checkout_env(ADAMJAX_SWAP_REPORT=str(report))
+    env["PYTHONPATH"] = os.pathsep.join([str(SUITES), env["PYTHONPATH"]])
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(OPTAX / module), "-p", "optax_swap", "-q", "-p", "no:cacheprovider",
+         "-p", "no:benchmark", "-W", "ignore::DeprecationWarning", "--rootdir", str(OPTAX)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert report.exists(), result.stdout[-3000:] + result.stderr[-3000:]
+    outcomes = json.loads(report.read_text())
+    assert outcomes, f"no optax test of {module} used the Adam family:\n{result.stdout[-2000:]}"
+    return outcomes, result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", MODULES)
+def test_optax_suite_passes_with_adamjax(module, tmp_path):
+    outcomes, log = _run(module, tmp_path)
+    unexpected, stale = [], []
+    for node, outcome in outcomes.items():
+        expected = any(re.search(pattern, node) for pattern in EXPECTED)
+        if outcome != "passed" and not expected:
+            unexpected.append(f"{node}: {outcome}")
+        if outcome == "passed" and expected:
+            stale.append(node)
+    assert not unexpected, "\n".join(unexpected) + "\n" + log[-6000:]
+    assert not stale, f"listed as expected to fail but passed: {stale}"
