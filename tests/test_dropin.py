@@ -309,3 +309,33 @@ def test_fused_step_finds_the_state_by_type_in_the_new_layout():
         assert jax.tree.structure(fused_state) == jax.tree.structure(two_call_state)
         for a, b in zip(jax.tree.leaves(fused_state), jax.tree.leaves(two_call_state), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+CROSSOVER = [("adam", {}), ("adamw", {"learning_rate": SCHEDULE, "weight_decay": 0.01})]
+
+
+@pytest.mark.parametrize("name, kwargs", CROSSOVER, ids=[c[0] for c in CROSSOVER])
+@pytest.mark.parametrize("first", ["optax", "adamjax"])
+def test_checkpoints_cross_over_between_optax_and_adamjax(tmp_path, name, kwargs, first):
+    """25 steps with one library, an orbax checkpoint, 25 more with the other: the same trajectory."""
+    modules = {"optax": optax, "adamjax": adamjax}
+    writer = build(modules[first], name, kwargs)
+    reader = build(modules["adamjax" if first == "optax" else "optax"], name, kwargs)
+    params = params_tree()
+
+    def steps(tx, params, state, count):
+        for _ in range(count):
+            updates, state = tx.update(jax.grad(quadratic)(params), state, params)
+            params = optax.apply_updates(params, updates)
+        return params, state
+
+    halfway = steps(writer, params, writer.init(params), 25)
+    directory = tmp_path / "step_25"
+    adamjax.save_state(directory, {"params": halfway[0], "opt_state": halfway[1]})
+    restored = adamjax.restore_state(directory, {"params": params, "opt_state": reader.init(params)})
+    assert jax.tree.structure(restored["opt_state"]) == jax.tree.structure(reader.init(params))
+    assert int(restored["opt_state"][0].count) == 25
+    resumed, _ = steps(reader, restored["params"], restored["opt_state"], 25)
+    straight, _ = steps(writer, *halfway, 25)
+    for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
