@@ -1,13 +1,15 @@
-"""Figures: real PNGs with drawn content, the seed's trend lines, matplotlib kept optional."""
+"""Figures: real PNGs read back (size, drawn panels, labels, no legend over data), numbers against NumPy."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import numpy_reference as ref
 import seed_transcriptions as seeds
 from matplotlib.figure import Figure
 from matplotlib.image import imread
@@ -22,12 +24,66 @@ def read_png(path):
     return image, float(np.mean(np.any(image < 0.9, axis=-1)))
 
 
-def check_png(fig, path, min_ink=0.03):
-    fig.savefig(path, dpi=50)
+def _renderer(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def legend_overlaps(fig):
+    """(legend box, axes title, number of data points of that axes' lines inside the box) for every overlap."""
+    renderer = _renderer(fig)
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    found = []
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                xy = line.get_xydata()
+                xy = xy[np.all(np.isfinite(xy), axis=1)]
+                if not len(xy):
+                    continue
+                points = line.get_transform().transform(xy)
+                inside = (
+                    (points[:, 0] >= box.x0) & (points[:, 0] <= box.x1) & (points[:, 1] >= box.y0)
+                    & (points[:, 1] <= box.y1)
+                )
+                if inside.any():
+                    found.append((box, ax.get_title(), int(inside.sum())))
+    return found
+
+
+def check_figure(fig, path, min_ink=0.03, min_axes_ink=0.01):
+    """The figure as a reader sees it: a real PNG, every panel drawn and labelled, no legend over data."""
+    fig.savefig(path)
     image, ink = read_png(path)
-    width, height = fig.get_size_inches() * 50
+    width, height = fig.get_size_inches() * fig.dpi
     assert image.shape[:2] == (round(height), round(width))
     assert ink > min_ink, f"only {ink:.1%} of the figure is drawn"
+    renderer = _renderer(fig)
+    assert fig.get_suptitle().strip(), "the figure has no title"
+    bottoms = {}
+    for ax in fig.axes:
+        box = ax.get_window_extent(renderer)
+        rows = slice(int(image.shape[0] - box.y1) + 2, int(image.shape[0] - box.y0) - 2)
+        columns = slice(int(box.x0) + 2, int(box.x1) - 2)
+        panel = image[rows, columns]
+        # Data are drawn in colour or grey; the grid is light: count darker pixels.
+        drawn = float(np.mean(np.any(panel < 0.75, axis=-1)))
+        assert drawn > min_axes_ink, f"panel {ax.get_title()!r} is nearly blank ({drawn:.2%})"
+        assert ax.get_ylabel().strip(), f"panel {ax.get_title()!r} has no y label"
+        left = round(box.x0)
+        if box.y0 < bottoms.get(left, (np.inf, None))[0]:
+            bottoms[left] = (box.y0, ax)
+    for _, ax in bottoms.values():
+        assert ax.get_xlabel().startswith("step"), "the bottom panel of a column has no step label"
+    assert legend_overlaps(fig) == []
+
+
+def check_png(fig, path, min_ink=0.03):
+    check_figure(fig, path, min_ink)
 
 
 def lines_by_label(ax):
@@ -44,29 +100,33 @@ def long_trace():
     return adamjax.simulate(adamjax.adam(1e-3), signals.swinging_soft(2000, seed=1))
 
 
-def test_trace_figure_draws_the_seed000_curves(sine_trace, tmp_path):
+def test_trace_figure_draws_the_moments_and_the_step_apart(sine_trace, tmp_path):
     fig = plot.trace(sine_trace, title="sine")
     assert isinstance(fig, Figure)
-    (ax,) = fig.axes
-    lines = lines_by_label(ax)
-    ref = seeds.seed000_plot(np.asarray(sine_trace.grad), 0.9, 0.999, 1e-8)
+    ax, step_ax = fig.axes
+    lines = lines_by_label(ax) | lines_by_label(step_ax)
+    expected = seeds.seed000_plot(np.asarray(sine_trace.grad), 0.9, 0.999, 1e-8)
     np.testing.assert_allclose(lines["gradient $g_t$"].get_ydata(), np.asarray(sine_trace.grad))
-    np.testing.assert_allclose(lines[r"$\hat m_t$ (bias-corrected)"].get_ydata(), ref["m_hat"], rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(lines[r"$\hat m_t$ trend"].get_ydata(), ref["m_hat_trend"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(lines[r"first moment $\hat m_t$"].get_ydata(), expected["m_hat"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(lines[r"$\hat m_t$ trend"].get_ydata(), expected["m_hat_trend"], rtol=1e-9, atol=1e-12)
     denominator = r"$\sqrt{\hat v_t}$ $+\ \epsilon$"
-    np.testing.assert_allclose(lines[denominator].get_ydata(), ref["v_hat_root"] + 1e-8, rtol=1e-12)
-    np.testing.assert_allclose(lines[denominator + " trend"].get_ydata(), ref["v_hat_root_trend"] + 1e-8, rtol=1e-9)
-    step = [label for label in lines if label.startswith("Adam step")]
-    np.testing.assert_allclose(lines[step[0]].get_ydata(), ref["adam_step"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(lines["denominator " + denominator].get_ydata(), expected["v_hat_root"] + 1e-8, rtol=1e-12)
+    np.testing.assert_allclose(
+        lines[denominator + " trend"].get_ydata(), expected["v_hat_root_trend"] + 1e-8, rtol=1e-9
+    )
+    step = [label for label in lines if label.startswith("step")]
+    np.testing.assert_allclose(lines[step[0]].get_ydata(), expected["adam_step"], rtol=1e-12, atol=1e-14)
+    assert "lr=0.001, b1=0.9, b2=0.999, eps=1e-08" in fig.get_suptitle()
     np.testing.assert_array_equal(lines["gradient $g_t$"].get_xdata(), np.arange(1, 301))
     check_png(fig, tmp_path / "trace.png")
 
 
 def test_trace_update_option_and_power_label(tmp_path):
     trace = adamjax.simulate(adamjax.adam(0.1, power=4.0), signals.uniform(100, seed=0))
-    fig = plot.trace(trace, power=4.0, step="update", trends=False)
-    lines = lines_by_label(fig.axes[0])
-    assert r"$\hat v_t^{1/4}$ $+\ \epsilon$" in lines
+    fig = plot.trace(trace, step="update", trends=False)  # the trace knows its power
+    lines = lines_by_label(fig.axes[0]) | lines_by_label(fig.axes[1])
+    assert r"denominator $\hat v_t^{1/4}$ $+\ \epsilon$" in lines
+    assert "p=4" in fig.get_suptitle()
     assert not any("trend" in label for label in lines)
     np.testing.assert_allclose(lines["update $u_t$ (after the learning rate)"].get_ydata(), trace.update, rtol=1e-6)
     check_png(fig, tmp_path / "p4.png")
@@ -82,11 +142,14 @@ def test_linear_trend_is_the_least_squares_line():
 
 def test_windows_figure_shows_first_and_last_window(long_trace, tmp_path):
     fig = plot.windows(long_trace, 150, title="soft")
-    first, last = fig.axes
+    first, last, first_step, last_step = fig.axes
     assert first.get_lines()[0].get_xdata()[[0, -1]].tolist() == [1, 150]
     assert last.get_lines()[0].get_xdata()[[0, -1]].tolist() == [1851, 2000]
     raw_root = lines_by_label(last)[r"$\sqrt{v_t}$"].get_ydata()
     np.testing.assert_allclose(raw_root, np.sqrt(np.asarray(long_trace.nu[-150:], np.float64)), rtol=1e-6)
+    assert first_step.get_lines()[0].get_xdata()[[0, -1]].tolist() == [1, 150]
+    expected = ref.open_loop(np.asarray(long_trace.grad), ref.Variant()).update
+    np.testing.assert_allclose(last_step.get_lines()[0].get_ydata(), expected[-150:], rtol=2e-4, atol=1e-6)
     check_png(fig, tmp_path / "windows.png")
 
 
@@ -98,16 +161,16 @@ def test_compare_mapping_and_stacked_trace(tmp_path):
         "centered": adamjax.simulate(adamjax.adam(1e-3, centered=True), grads),
     }
     fig = plot.compare(runs, fields=("direction", "denom", "mu_hat"), title="variants")
-    assert len(fig.axes) == 3
-    for ax in fig.axes:
+    assert len(fig.axes) == 4
+    for ax in fig.axes[1:]:
         labels = [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
-        assert labels == ["adam", "p=4", "centered"]
+        assert labels == ["adam (p=2)", "p=4", "centered (p=2)"]  # names completed by what differs
     check_png(fig, tmp_path / "compare.png")
 
-    stacked = adamjax.Trace(*(None if x is None else jnp.stack([x, x * 2]) for x in runs["adam"]))
-    fig = plot.compare(stacked, labels=["b2=0.9", "b2=0.99"], window=100)
+    stacked = jax.tree.map(lambda x: jnp.stack([x, x * 2]), runs["adam"])
+    fig = plot.compare(stacked, labels=["b2=0.9", "b2=0.99"], window=100, show_grad=False)
     assert len(fig.axes) == 4
-    curves = [line for line in fig.axes[0].get_lines() if line.get_label() == "b2=0.99"]
+    curves = [line for line in fig.axes[2].get_lines() if line.get_label() == "b2=0.99"]
     np.testing.assert_allclose(curves[0].get_ydata(), 2 * np.asarray(runs["adam"].direction[:100]), rtol=1e-6)
     check_png(fig, tmp_path / "stacked.png")
 
