@@ -745,7 +745,7 @@ def bias_correction(
 
     grads = _simulated(grads, lambda: jnp.full(3000, 0.01, jnp.float32))
     runs = {
-        "bias-corrected": scale_by_adam(b1, b2, eps),
+        "with bias correction": scale_by_adam(b1, b2, eps),
         "no bias correction": scale_by_adam(b1, b2, eps, bias_correction=False),
     }
     fig = compare(

@@ -221,3 +221,130 @@ def test_importing_adamjax_does_not_import_matplotlib_and_plots_skip_pyplot():
         )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def axes_lines(fig, number):
+    return lines_by_label(fig.axes[number])
+
+
+def test_the_legend_check_can_fail(sine_trace, tmp_path):
+    fig = plot.trace(sine_trace)
+    fig.axes[0].legend(loc="center")  # on top of the sine
+    assert legend_overlaps(fig)
+
+
+def test_suppression_figure_answers_with_mean_over_rms(tmp_path):
+    fig = plot.suppression()
+    assert fig.get_suptitle().startswith("Why does the second moment suppress a swinging gradient?")
+    assert "b2=0.999, eps=1e-07" in fig.get_suptitle()
+    grads = {"swinging": signals.swinging(10_000, seed=1), "swinging_soft": signals.swinging_soft(10_000, seed=1)}
+    for column, grad in enumerate(grads.values()):
+        step_ax = fig.axes[2 + column] if len(fig.axes) == 4 else None
+        step_ax = [ax for ax in fig.axes if ax.get_xlabel()][column]
+        expected = ref.open_loop(np.asarray(grad), ref.Variant(eps=1e-7)).update[-200:]
+        step, ratio = step_ax.get_lines()[:2]
+        np.testing.assert_allclose(step.get_ydata(), expected, rtol=1e-3, atol=1e-4)
+        last = np.asarray(grad, np.float64)[-200:]
+        np.testing.assert_allclose(ratio.get_ydata()[0], last.mean() / np.sqrt(np.mean(last**2)), rtol=1e-6)
+        # The answer itself: the step averages mean / RMS.
+        assert abs(np.mean(expected) - ratio.get_ydata()[0]) < 0.05
+    check_figure(fig, tmp_path / "suppression.png")
+
+
+def test_bias_correction_figure_shows_step_one_on_a_log_axis(tmp_path):
+    fig = plot.bias_correction()
+    step_ax = fig.axes[-1]
+    assert step_ax.get_xscale() == "log"
+    constant = np.full(3000, 0.01)
+    lines = lines_by_label(step_ax)
+    corrected = ref.open_loop(constant, ref.Variant()).update
+    uncorrected = ref.open_loop(constant, ref.Variant(bias_correction=False)).update
+    np.testing.assert_allclose(lines["with bias correction"].get_ydata(), corrected, rtol=1e-4)
+    uncorrected_line = next(line for label, line in lines.items() if label.startswith("no bias correction"))
+    np.testing.assert_allclose(uncorrected_line.get_ydata(), uncorrected, rtol=1e-4)
+    assert uncorrected_line.get_ydata()[0] == pytest.approx(0.1 / np.sqrt(0.001), rel=1e-4)
+    assert "bias correction" in fig.get_suptitle() and "logarithmic" in fig.get_suptitle()
+    check_figure(fig, tmp_path / "bias.png")
+
+
+def test_centered_figure_matches_the_reference(tmp_path):
+    grads = signals.noisy_line(2000, seed=1)
+    fig = plot.centered({"noisy_line": grads}, window=300)
+    assert "centering" in fig.get_suptitle()
+    lines = lines_by_label(fig.axes[-1])
+    expected = ref.open_loop(np.asarray(grads), ref.Variant(eps=1e-7, centered=True)).update[-300:]
+    centered_line = next(line for label, line in lines.items() if label.startswith("centered"))
+    np.testing.assert_allclose(centered_line.get_ydata(), expected, rtol=2e-3)
+    assert centered_line.get_xdata()[[0, -1]].tolist() == [1701, 2000]
+    check_figure(fig, tmp_path / "centered.png")
+
+
+def test_amsgrad_figure_draws_the_running_maximum(tmp_path):
+    fig = plot.amsgrad()
+    lines = lines_by_label(fig.axes[1])
+    expected = ref.open_loop(np.asarray(signals.pulses()), ref.Variant(b2=0.99, amsgrad=True))
+    maximum = next(line for label, line in lines.items() if "running maximum" in label)
+    np.testing.assert_allclose(maximum.get_ydata(), expected.nu_max, rtol=1e-5)
+    np.testing.assert_allclose(lines["Adam: $v_t$"].get_ydata(), expected.nu, rtol=1e-5)
+    assert expected.nu_max[-1] > 1.5 * expected.nu[-1]  # the maximum really stays above the moment
+    assert "AMSGrad" in fig.get_suptitle() and "b2=0.99" in fig.get_suptitle()
+    check_figure(fig, tmp_path / "amsgrad.png")
+
+
+def test_power_figure_gives_each_part_of_the_pattern_its_scale(tmp_path):
+    fig = plot.power()
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["1, 0, 1, 0, ...", "blocks", "±0.001 alternating"]
+    small = fig.axes[2]
+    assert np.ptp(small.get_ylim()) < 0.01  # the ±0.001 part is not flattened by the ±1 part
+    grads = np.asarray(signals.patterns(), np.float64)
+    for column, (start, stop) in enumerate([(0, 60), (60, 120), (120, 162)]):
+        lines = lines_by_label(fig.axes[6 + column])
+        for label, variant in [("p=4", ref.Variant(power=4.0)), ("Adamax (p=inf)", ref.Variant(power=np.inf))]:
+            expected = ref.open_loop(grads, variant).update[start:stop]
+            np.testing.assert_allclose(lines[label].get_ydata(), expected, rtol=1e-4, atol=1e-7)
+    # Later curves are dashed and marked, so one lying on another stays visible.
+    styles = [(line.get_linestyle(), line.get_marker()) for line in fig.axes[6].get_lines()[:3]]
+    assert len(set(styles)) == 3
+    check_figure(fig, tmp_path / "power.png")
+
+
+def test_b2_sweep_one_curve_per_value(tmp_path):
+    fig = plot.b2_sweep()
+    assert "b2" in fig.get_suptitle()
+    grads = np.asarray(signals.swinging(2000, seed=1), np.float64)
+    lines = lines_by_label(fig.axes[-1])
+    assert list(lines)[:3] == ["b2=0.9", "b2=0.99", "b2=0.999"]
+    expected = ref.open_loop(grads, ref.Variant(b2=0.99)).update[-200:]
+    np.testing.assert_allclose(lines["b2=0.99"].get_ydata(), expected, rtol=1e-3, atol=1e-4)
+    check_figure(fig, tmp_path / "b2.png")
+
+
+def test_compare_takes_optimizers_configs_and_dicts_and_notes_coinciding_curves(tmp_path):
+    runs = {
+        "adam": adamjax.adam(1e-3),
+        "amsgrad": adamjax.amsgrad(1e-3),
+        "p=4": adamjax.AdamConfig(power=4.0),
+        "b2=0.9": {"b2": 0.9},
+    }
+    fig = plot.compare(runs, {"sine": signals.sine(300), "pulses": signals.pulses()})
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["sine", "pulses"]
+    legend_text = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert any("adam" in t and "amsgrad" in t and "coincide" in t for t in legend_text), legend_text
+    step = lines_by_label(fig.axes[-2])
+    expected = ref.open_loop(np.asarray(signals.sine(300)), ref.Variant(b2=0.9)).update
+    np.testing.assert_allclose(next(v for k, v in step.items() if k.startswith("b2=0.9")).get_ydata(), expected,
+                               rtol=1e-4, atol=1e-6)
+    check_figure(fig, tmp_path / "compare_optimizers.png")
+    with pytest.raises(ValueError, match="pass the gradient signal"):
+        plot.compare({"adam": adamjax.adam(1e-3)})
+    with pytest.raises(TypeError, match="'x' must be a Trace, an optax GradientTransformation"):
+        plot.compare({"x": 3}, signals.sine(10))
+    with pytest.raises(ValueError, match=r"spans=...\)`: each span is \(start, stop"):
+        plot.compare({"adam": adamjax.adam(1e-3)}, signals.sine(10), spans=[(5, 50)])
+
+
+def test_a_single_step_is_drawn(tmp_path):
+    trace = adamjax.simulate(adamjax.adam(1e-3), signals.sine(1))
+    fig = plot.trace(trace)
+    assert fig.axes[1].get_lines()[0].get_marker() == "o"
+    check_figure(fig, tmp_path / "one.png", min_ink=0.01, min_axes_ink=0.0005)
