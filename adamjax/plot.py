@@ -53,6 +53,7 @@ __all__ = [
     "bias_correction",
     "centered",
     "compare",
+    "compare_traces",
     "linear_trend",
     "power",
     "suppression",
@@ -560,7 +561,48 @@ def compare(
       >>> len(fig.axes)  # (gradient, denominator, step) x two signals
       6
     """
-    per_signal = _as_runs(runs, grads, labels)
+    return compare_traces(
+        _as_runs(runs, grads, labels),
+        fields=fields,
+        show_grad=show_grad,
+        window=window,
+        spans=spans,
+        log_steps=log_steps,
+        index=index,
+        title=title,
+        figsize=figsize,
+    )
+
+
+def compare_traces(
+    per_signal: Mapping[str, Mapping[str, Trace]],
+    *,
+    fields: Sequence[str] = ("denom", "direction"),
+    show_grad: bool = True,
+    window: int | None = None,
+    spans: Sequence[Any] | None = None,
+    log_steps: bool = False,
+    index: Any = None,
+    title: str | None = None,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    r""":func:`compare` for runs already simulated on several signals: ``{signal: {run name: Trace}}``.
+
+    One column (or one per span) for each signal; the arguments are those of
+    :func:`compare`. A run without a field (``nu_max`` of a run without
+    AMSGrad) is left out of that row.
+
+    Examples:
+      >>> import adamjax
+      >>> tx = adamjax.adam(1e-3)
+      >>> runs = {name: {"adam": adamjax.simulate(tx, g)}
+      ...         for name, g in [("sine", adamjax.signals.sine(300)), ("pulses", adamjax.signals.pulses())]}
+      >>> [ax.get_title() for ax in adamjax.plot.compare_traces(runs).axes[:2]]
+      ['sine', 'pulses']
+    """
+    per_signal = {signal: dict(traces) for signal, traces in per_signal.items()}
+    if not per_signal or not all(per_signal.values()):
+        raise ValueError("`adamjax.plot.compare_traces` needs at least one trace per signal.")
     fields = list(fields)
     if not fields and not show_grad:
         raise ValueError("`adamjax.plot.compare(fields=...)` needs at least one field (or show_grad=True).")
@@ -572,7 +614,12 @@ def compare(
     rows = (["grad"] if show_grad else []) + fields
     columns = []
     for signal, traces in per_signal.items():
-        series = {label: {f: _series(t, f, index) for f in rows} for label, t in traces.items()}
+        for field in rows:
+            if all(getattr(t, field) is None for t in traces.values()):
+                _series(next(iter(traces.values())), field, index)  # raises, naming the field
+        series = {
+            label: {f: _series(t, f, index) for f in rows if getattr(t, f) is not None} for label, t in traces.items()
+        }
         total = min(v.shape[0] for per_field in series.values() for v in per_field.values())
         for start, stop, name in _spans(total, window, spans):
             columns.append((signal, name, start, stop, series))
@@ -584,7 +631,9 @@ def compare(
         steps = np.arange(start + 1, stop + 1)
         for row, field in enumerate(rows):
             ax = axes[row, column]
-            curves = {label: per_field[field][start:stop] for label, per_field in series.items()}
+            curves = {
+                label: per_field[field][start:stop] for label, per_field in series.items() if field in per_field
+            }
             if field == "grad":
                 first_label, first = next(iter(curves.items()))
                 if all(np.array_equal(first, other) for other in curves.values()):
