@@ -76,6 +76,8 @@ _FIELD_LABELS = {
     "params": r"parameter $\theta_t$",
     "nu_max": r"running maximum $\max_{s \leq t} v_s$",
 }
+# Adam's own settings, left out of titles and legends when a run has them.
+_PLAIN = {"eps_root": 0.0, "power": 2.0, "centered": False, "amsgrad": False, "nesterov": False, "bias_correction": True}
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = (None, "o", "s", "^", "D", "v", "P", "X")
 _LINEWIDTHS = (2.6, 1.6, 1.6, 1.4, 1.4, 1.2, 1.2, 1.2)
@@ -207,9 +209,7 @@ def _settings_text(traces: Sequence[Trace]) -> tuple[str, list[str]]:
     same = [name for name in names if len({getattr(s, name) for s in settings}) == 1]
     varied = [name for name in names if name not in same]
     shown = tuple(name for name in same if name not in ("optimizer",))
-    plain = {"eps_root": 0.0, "power": 2.0, "centered": False, "amsgrad": False, "nesterov": False,
-             "bias_correction": True}
-    shown = tuple(name for name in shown if plain.get(name, object()) != getattr(settings[0], name))
+    shown = tuple(name for name in shown if _PLAIN.get(name, object()) != getattr(settings[0], name))
     return settings[0].describe(shown), varied
 
 
@@ -235,8 +235,13 @@ def _legend(fig: Figure, notes: Sequence[str] = ()) -> None:
     for note in dict.fromkeys(notes):
         handles.append(Line2D([], [], linestyle="none"))
         labels.append(note)
-    if handles:
+    if not handles:
+        return
+    if fig.get_size_inches()[0] >= 12:
         fig.legend(handles, labels, loc="outside right upper", fontsize="small", handlelength=3)
+    else:  # a narrow figure: below the axes, where it cannot meet the title
+        fig.legend(handles, labels, loc="outside lower center", fontsize="small", handlelength=3,
+                   ncols=min(len(handles), 2))
 
 
 def _coinciding(curves: dict[str, np.ndarray]) -> list[tuple[str, str]]:
@@ -259,8 +264,11 @@ def _draw_curves(
     ax: Axes, steps: np.ndarray, curves: dict[str, np.ndarray], row_name: str, log_steps: bool, names: dict[str, str]
 ) -> list[str]:
     """Draws one panel's curves (legend entries ``names[label]``); returns notes on the curves that coincide."""
-    for number, (label, values) in enumerate(curves.items()):
-        ax.plot(steps, values, label=names.get(label, label), **_style(number, len(steps), log_steps))
+    order = list(names)
+    for label, values in curves.items():
+        number = order.index(label) if label in order else len(order)
+        ax.plot(steps, values, label=names.get(label, label), color=f"C{number % 10}",
+                **_style(number, len(steps), log_steps))
     return [f"{a} and {b} coincide in '{row_name}'" for a, b in _coinciding(curves)]
 
 
@@ -646,10 +654,6 @@ def compare_traces(
             _finish_axes(ax, _FIELD_LABELS[field], row == len(rows) - 1, log_steps)
             if row == 0:
                 ax.set_title(" · ".join(part for part in (signal, name) if part))
-            if field != "grad":
-                # Keep the gradient row's colours out of the runs' colour cycle.
-                for number, line in enumerate(ax.get_lines()[: len(curves)]):
-                    line.set_color(f"C{number % 10}")
     all_traces = [t for traces in per_signal.values() for t in traces.values()]
     _title(fig, "How do these optimizers differ on the same gradients?", all_traces, title)
     _legend(fig, notes)
@@ -666,7 +670,7 @@ def _legend_names(per_signal: dict[str, dict[str, Trace]]) -> dict[str, str]:
         parts = []
         for name in varied:
             value = getattr(run.settings, name)
-            if value is False or value is None or name == "optimizer":
+            if value is False or value is None or name == "optimizer" or _PLAIN.get(name, object()) == value:
                 continue
             text = run.settings.describe((name,))
             if text.lower() not in label.lower():
