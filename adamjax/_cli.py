@@ -205,7 +205,9 @@ def _prepare_output(flag: str, path: str | None, figure: bool) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UsageError(f"argument --{flag}: cannot create the folder {str(target.parent)!r}: {err.strerror}") from None
+        raise UsageError(
+            f"argument --{flag}: cannot create the folder {str(target.parent)!r}: {err.strerror}"
+        ) from None
     if not target.parent.is_dir():
         raise UsageError(f"argument --{flag}: {str(target.parent)!r} is not a folder")
 
@@ -238,8 +240,7 @@ def _read_grads(path: str, steps: int | None) -> tuple[Any, list[str]]:
         values = values[:, None]
     if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
         raise UsageError(
-            f"argument --grads: {path!r} must hold one row per step and one column per weight; got shape "
-            f"{values.shape}"
+            f"argument --grads: {path!r} must hold one row per step and one column per weight; got shape {values.shape}"
         )
     if not np.all(np.isfinite(values)):
         raise UsageError(f"argument --grads: {path!r} holds NaN or infinite values")
@@ -314,7 +315,9 @@ def _figure(args: argparse.Namespace) -> tuple[Any, dict[str, dict[str, Any]], b
         signal = args.signal
         grads = {signal: adamjax.signals.by_name(args.signal, args.steps, seed=args.seed)}
     steps = int(next(iter(grads.values())).shape[0])
-    settings = [dict(zip(_SWEPT, values, strict=True)) for values in itertools.product(*(getattr(args, n) for n in _SWEPT))]
+    settings = [
+        dict(zip(_SWEPT, values, strict=True)) for values in itertools.product(*(getattr(args, n) for n in _SWEPT))
+    ]
     varied = [name for name in _SWEPT if len(getattr(args, name)) > 1]
     optimizers = {
         _label(setting, varied): adamjax.adam(
@@ -329,9 +332,7 @@ def _figure(args: argparse.Namespace) -> tuple[Any, dict[str, dict[str, Any]], b
         )
         for setting in settings
     }
-    traces = {
-        label: {name: adamjax.simulate(tx, g) for name, g in grads.items()} for label, tx in optimizers.items()
-    }
+    traces = {label: {name: adamjax.simulate(tx, g) for name, g in grads.items()} for label, tx in optimizers.items()}
     window = args.window if steps > 2 * args.window else None
     question = _question(varied, signal) + f" ({steps} steps)"
     any_amsgrad = any(setting["amsgrad"] for setting in settings)

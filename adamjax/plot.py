@@ -77,7 +77,14 @@ _FIELD_LABELS = {
     "nu_max": r"running maximum $\max_{s \leq t} v_s$",
 }
 # Adam's own settings, left out of titles and legends when a run has them.
-_PLAIN = {"eps_root": 0.0, "power": 2.0, "centered": False, "amsgrad": False, "nesterov": False, "bias_correction": True}
+_PLAIN = {
+    "eps_root": 0.0,
+    "power": 2.0,
+    "centered": False,
+    "amsgrad": False,
+    "nesterov": False,
+    "bias_correction": True,
+}
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = (None, "o", "s", "^", "D", "v", "P", "X")
 _LINEWIDTHS = (2.6, 1.6, 1.6, 1.4, 1.4, 1.2, 1.2, 1.2)
@@ -203,7 +210,9 @@ def _settings_text(traces: Sequence[Trace]) -> tuple[str, list[str]]:
     if not settings or any(s is None for s in settings):
         return "", []
     names = [
-        name for name in ("optimizer", "learning_rate", "b1", "b2", "eps", "eps_root", "power") if settings[0] is not None
+        name
+        for name in ("optimizer", "learning_rate", "b1", "b2", "eps", "eps_root", "power")
+        if settings[0] is not None
     ]
     names += ["centered", "amsgrad", "nesterov", "bias_correction"]
     same = [name for name in names if len({getattr(s, name) for s in settings}) == 1]
@@ -240,8 +249,9 @@ def _legend(fig: Figure, notes: Sequence[str] = ()) -> None:
     if fig.get_size_inches()[0] >= 12:
         fig.legend(handles, labels, loc="outside right upper", fontsize="small", handlelength=3)
     else:  # a narrow figure: below the axes, where it cannot meet the title
-        fig.legend(handles, labels, loc="outside lower center", fontsize="small", handlelength=3,
-                   ncols=min(len(handles), 2))
+        fig.legend(
+            handles, labels, loc="outside lower center", fontsize="small", handlelength=3, ncols=min(len(handles), 2)
+        )
 
 
 def _coinciding(curves: dict[str, np.ndarray]) -> list[tuple[str, str]]:
@@ -267,8 +277,13 @@ def _draw_curves(
     order = list(names)
     for label, values in curves.items():
         number = order.index(label) if label in order else len(order)
-        ax.plot(steps, values, label=names.get(label, label), color=f"C{number % 10}",
-                **_style(number, len(steps), log_steps))
+        ax.plot(
+            steps,
+            values,
+            label=names.get(label, label),
+            color=f"C{number % 10}",
+            **_style(number, len(steps), log_steps),
+        )
     return [f"{a} and {b} coincide in '{row_name}'" for a, b in _coinciding(curves)]
 
 
@@ -495,7 +510,9 @@ def _spans(total: int, window: int | None, spans: Sequence[Any] | None) -> list[
     found = []
     for span in spans:
         start, stop, *name = span
-        if not (isinstance(start, (int, np.integer)) and isinstance(stop, (int, np.integer)) and 0 <= start < stop <= total):
+        if not (
+            isinstance(start, (int, np.integer)) and isinstance(stop, (int, np.integer)) and 0 <= start < stop <= total
+        ):
             raise ValueError(
                 f"`adamjax.plot.compare(spans=...)`: each span is (start, stop[, name]) with 0 <= start < stop <= "
                 f"{total}; got {span!r}."
@@ -616,9 +633,7 @@ def compare_traces(
         raise ValueError("`adamjax.plot.compare(fields=...)` needs at least one field (or show_grad=True).")
     for field in fields:
         if field not in _FIELD_LABELS:
-            raise ValueError(
-                f"`adamjax.plot`: unknown trace field {field!r}; choose from {', '.join(_FIELD_LABELS)}."
-            )
+            raise ValueError(f"`adamjax.plot`: unknown trace field {field!r}; choose from {', '.join(_FIELD_LABELS)}.")
     rows = (["grad"] if show_grad else []) + fields
     columns = []
     for signal, traces in per_signal.items():
@@ -639,14 +654,18 @@ def compare_traces(
         steps = np.arange(start + 1, stop + 1)
         for row, field in enumerate(rows):
             ax = axes[row, column]
-            curves = {
-                label: per_field[field][start:stop] for label, per_field in series.items() if field in per_field
-            }
+            curves = {label: per_field[field][start:stop] for label, per_field in series.items() if field in per_field}
             if field == "grad":
                 first_label, first = next(iter(curves.items()))
                 if all(np.array_equal(first, other) for other in curves.values()):
-                    ax.plot(steps, first, color="0.45", linewidth=1, label="gradient $g_t$ (the same for all)",
-                            **({"marker": "o", "markersize": 3} if len(steps) <= 40 else {}))
+                    ax.plot(
+                        steps,
+                        first,
+                        color="0.45",
+                        linewidth=1,
+                        label="gradient $g_t$ (the same for all)",
+                        **({"marker": "o", "markersize": 3} if len(steps) <= 40 else {}),
+                    )
                 else:
                     notes += _draw_curves(ax, steps, curves, "gradient", log_steps, names)
             else:
@@ -735,17 +754,34 @@ def suppression(
         grad = _series(run, "grad", None)[span]
         top, bottom = axes[0, column], axes[1, column]
         top.plot(steps, grad, color="0.55", linewidth=1, label=_FIELD_LABELS["grad"])
-        top.plot(steps, _series(run, "mu_hat", None)[span], color="tab:orange", linewidth=2,
-                 label=r"running mean $\hat m_t$")
-        top.plot(steps, _series(run, "denom", None)[span], color="tab:green", linewidth=2,
-                 label=r"running RMS $\sqrt{\hat v_t} + \epsilon$")
+        top.plot(
+            steps, _series(run, "mu_hat", None)[span], color="tab:orange", linewidth=2, label=r"running mean $\hat m_t$"
+        )
+        top.plot(
+            steps,
+            _series(run, "denom", None)[span],
+            color="tab:green",
+            linewidth=2,
+            label=r"running RMS $\sqrt{\hat v_t} + \epsilon$",
+        )
         ratio = float(np.mean(grad) / np.sqrt(np.mean(grad**2)))
-        bottom.plot(steps, _series(run, "direction", None)[span], color="tab:blue", linewidth=1.5,
-                    label=r"step $\hat m_t / (\sqrt{\hat v_t} + \epsilon)$")
-        bottom.axhline(ratio, color="black", linestyle="--", linewidth=1.2,
-                       label=f"mean / RMS of $g$ over these steps = {ratio:.3f}" if len(traces) == 1 else None)
-        bottom.annotate(f"mean / RMS = {ratio:.2f}", (steps[0], ratio), xytext=(4, 4), textcoords="offset points",
-                        fontsize="small")
+        bottom.plot(
+            steps,
+            _series(run, "direction", None)[span],
+            color="tab:blue",
+            linewidth=1.5,
+            label=r"step $\hat m_t / (\sqrt{\hat v_t} + \epsilon)$",
+        )
+        bottom.axhline(
+            ratio,
+            color="black",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"mean / RMS of $g$ over these steps = {ratio:.3f}" if len(traces) == 1 else None,
+        )
+        bottom.annotate(
+            f"mean / RMS = {ratio:.2f}", (steps[0], ratio), xytext=(4, 4), textcoords="offset points", fontsize="small"
+        )
         top.set_title(f"{name}: last {size} of {total} steps")
         _finish_axes(top, "gradient and moments", False, False)
         _finish_axes(bottom, "step (before the learning rate)", True, False)
@@ -754,8 +790,12 @@ def suppression(
         from matplotlib.lines import Line2D
 
         axes[1, 0].add_artist(Line2D([], [], color="black", linestyle="--", label="mean / RMS of $g$ over these steps"))
-    _title(fig, "Why does the second moment suppress a swinging gradient? The step settles near mean / RMS",
-           list(traces.values()), None)
+    _title(
+        fig,
+        "Why does the second moment suppress a swinging gradient? The step settles near mean / RMS",
+        list(traces.values()),
+        None,
+    )
     _legend(fig)
     return fig
 
@@ -916,11 +956,24 @@ def amsgrad(
     small = {"marker": "o", "markersize": 3} if len(steps) <= 200 else {}
     axes[0].plot(steps, _series(adam, "grad", None), color="0.45", linewidth=1, label="gradient $g_t$", **small)
     axes[1].plot(steps, _series(adam, "nu", None), color="tab:blue", linewidth=2.2, label="Adam: $v_t$")
-    axes[1].plot(steps, _series(ams, "nu_max", None), color="tab:red", linewidth=1.8, linestyle="--",
-                 label=_FIELD_LABELS["nu_max"].replace("running maximum", "AMSGrad: running maximum"))
+    axes[1].plot(
+        steps,
+        _series(ams, "nu_max", None),
+        color="tab:red",
+        linewidth=1.8,
+        linestyle="--",
+        label=_FIELD_LABELS["nu_max"].replace("running maximum", "AMSGrad: running maximum"),
+    )
     axes[2].plot(steps, _series(adam, "direction", None), color="tab:blue", linewidth=2.2, label="Adam's step")
-    axes[2].plot(steps, _series(ams, "direction", None), color="tab:red", linewidth=1.6, linestyle="--",
-                 label="AMSGrad's step", **small)
+    axes[2].plot(
+        steps,
+        _series(ams, "direction", None),
+        color="tab:red",
+        linewidth=1.6,
+        linestyle="--",
+        label="AMSGrad's step",
+        **small,
+    )
     axes[0].set_title("the gradient")
     axes[1].set_title("second moment (before bias correction) and its running maximum")
     axes[2].set_title("the step: AMSGrad's shrinks once the gradients do")

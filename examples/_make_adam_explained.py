@@ -286,8 +286,9 @@ def execute(notebook: nbformat.NotebookNode, timeout: int = 600) -> nbformat.Not
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--out", default=str(NOTEBOOK), help="the notebook to write")
     parser.add_argument("--no-execute", action="store_true", help="write the cells without running them")
     args = parser.parse_args(argv)

@@ -8,11 +8,10 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
-from matplotlib.image import imread
-
 import numpy_reference as ref
+import pytest
 from helpers import checkout_env
+from matplotlib.image import imread
 from test_plot import check_figure
 
 import adamjax
@@ -246,7 +245,10 @@ def test_lr_and_power_lists(tmp_path):
     assert main([*argv, "--csv", str(table)]) == 0
     rows = read_csv(table)
     assert list(dict.fromkeys(row["setting"] for row in rows)) == [
-        "lr=0.1, power=2", "lr=0.1, power=4", "lr=0.01, power=2", "lr=0.01, power=4"
+        "lr=0.1, power=2",
+        "lr=0.1, power=4",
+        "lr=0.01, power=2",
+        "lr=0.01, power=4",
     ]
     grads = np.asarray(adamjax.signals.sine(), np.float64)
     expected = -0.01 * ref.open_loop(grads, ref.Variant(power=4.0)).update

@@ -8,8 +8,8 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 import numpy_reference as ref
+import pytest
 import seed_transcriptions as seeds
 from matplotlib.figure import Figure
 from matplotlib.image import imread
@@ -47,7 +47,9 @@ def legend_overlaps(fig):
                     continue
                 points = line.get_transform().transform(xy)
                 inside = (
-                    (points[:, 0] >= box.x0) & (points[:, 0] <= box.x1) & (points[:, 1] >= box.y0)
+                    (points[:, 0] >= box.x0)
+                    & (points[:, 0] <= box.x1)
+                    & (points[:, 1] >= box.y0)
                     & (points[:, 1] <= box.y1)
                 )
                 if inside.any():
@@ -117,7 +119,9 @@ def test_trace_figure_draws_the_moments_and_the_step_apart(sine_trace, tmp_path)
     np.testing.assert_allclose(lines[r"first moment $\hat m_t$"].get_ydata(), expected["m_hat"], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(lines[r"$\hat m_t$ trend"].get_ydata(), expected["m_hat_trend"], rtol=1e-9, atol=1e-12)
     denominator = r"$\sqrt{\hat v_t}$ $+\ \epsilon$"
-    np.testing.assert_allclose(lines["denominator " + denominator].get_ydata(), expected["v_hat_root"] + 1e-8, rtol=1e-12)
+    np.testing.assert_allclose(
+        lines["denominator " + denominator].get_ydata(), expected["v_hat_root"] + 1e-8, rtol=1e-12
+    )
     np.testing.assert_allclose(
         lines[denominator + " trend"].get_ydata(), expected["v_hat_root_trend"] + 1e-8, rtol=1e-9
     )
@@ -339,8 +343,9 @@ def test_compare_takes_optimizers_configs_and_dicts_and_notes_coinciding_curves(
     assert any("adam" in t and "amsgrad" in t and "coincide" in t for t in legend_text), legend_text
     step = lines_by_label(fig.axes[-2])
     expected = ref.open_loop(np.asarray(signals.sine(300)), ref.Variant(b2=0.9)).update
-    np.testing.assert_allclose(next(v for k, v in step.items() if k.startswith("b2=0.9")).get_ydata(), expected,
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        next(v for k, v in step.items() if k.startswith("b2=0.9")).get_ydata(), expected, rtol=1e-4, atol=1e-6
+    )
     check_figure(fig, tmp_path / "compare_optimizers.png")
     with pytest.raises(ValueError, match="pass the gradient signal"):
         plot.compare({"adam": adamjax.adam(1e-3)})

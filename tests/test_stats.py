@@ -7,11 +7,11 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy_reference as ref
 import optax
 import pytest
 
 import adamjax
-import numpy_reference as ref
 
 GRADS = jnp.array(
     [
