@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", default="figures", help="folder for the PNG files (created if missing)")
-    parser.add_argument("--only", default=",".join(FIGURES), help="comma-separated names of the figures to draw")
+    parser.add_argument("--only", default="all", help="comma-separated names of the figures to draw, or all")
     parser.add_argument("--dpi", type=int, default=100, help="resolution of the PNG files")
     args = parser.parse_args(argv)
-    names = [name.strip() for name in args.only.split(",") if name.strip()]
+    names = list(FIGURES) if args.only == "all" else [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in names if name not in FIGURES]
     if unknown:
         parser.error(f"argument --only: unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")

@@ -360,3 +360,15 @@ def test_a_single_step_is_drawn(tmp_path):
     fig = plot.trace(trace)
     assert fig.axes[1].get_lines()[0].get_marker() == "o"
     check_figure(fig, tmp_path / "one.png", min_ink=0.01, min_axes_ink=0.0005)
+
+
+def test_the_example_script_draws_each_question_and_shows_its_defaults(tmp_path):
+    from helpers import assert_drawn_png, run_example
+
+    shown = " ".join(run_example("simulator_figures.py", "--help").stdout.split())
+    assert "(default: figures)" in shown and "(default: all)" in shown and "swinging_suppressed" in shown
+    result = run_example("simulator_figures.py", "--out", tmp_path / "new", "--only", "amsgrad,power,family")
+    assert sorted(p.stem for p in (tmp_path / "new").glob("*.png")) == ["amsgrad", "family", "power"]
+    for name in ("amsgrad", "family", "power"):
+        assert_drawn_png(tmp_path / "new" / f"{name}.png")
+    assert "wrote 3 figures" in result.stdout
