@@ -780,7 +780,13 @@ def suppression(
             label=f"mean / RMS of $g$ over these steps = {ratio:.3f}" if len(traces) == 1 else None,
         )
         bottom.annotate(
-            f"mean / RMS = {ratio:.2f}", (steps[0], ratio), xytext=(4, 4), textcoords="offset points", fontsize="small"
+            f"mean / RMS = {ratio:.2f}",
+            (steps[0], ratio),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize="small",
+            bbox={"facecolor": "white", "edgecolor": "0.6", "boxstyle": "round,pad=0.2", "alpha": 0.9},
+            zorder=5,
         )
         top.set_title(f"{name}: last {size} of {total} steps")
         _finish_axes(top, "gradient and moments", False, False)
