@@ -5,10 +5,13 @@ Examples::
   adamjax simulate --signal sine --steps 300 --out adam.png
   adamjax simulate --signal swinging_soft --steps 10000 --window 200 --out soft.png --csv soft.csv
   adamjax simulate --signal swinging --steps 10000 --b2 0.9,0.99,0.999 --out sweep.png
+  adamjax simulate --signal pulses --amsgrad false,true --b2 0.99 --out amsgrad.png
+  adamjax simulate --grads recorded.csv --out recorded.png
   adamjax signals
 
-Bad arguments print one line on stderr and exit with status 2; the messages
-about hyperparameters are those of adamjax's own constructors.
+Bad arguments print one line on stderr that names the flag and exit with
+status 2, before any simulation runs; output folders are created first (or
+refused the same way).
 """
 
 from __future__ import annotations
@@ -17,11 +20,30 @@ import argparse
 import csv
 import itertools
 import sys
+import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
-_SWEPT = ("b1", "b2", "eps", "power")
+_SWEPT = ("lr", "b1", "b2", "eps", "power", "centered", "amsgrad")
 _CSV_FIELDS = ("grad", "mu", "nu", "mu_hat", "nu_hat", "denom", "direction", "update", "params")
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+_SIMULATE_EXAMPLES = """\
+examples:
+  adamjax simulate --signal sine --out adam.png
+  adamjax simulate --signal swinging --steps 10000 --b2 0.9,0.99,0.999 --out sweep.png
+  adamjax simulate --signal noisy_line --centered false,true --out centered.png
+  adamjax simulate --signal pulses --amsgrad false,true --b2 0.99 --out amsgrad.png
+  adamjax simulate --signal swinging_soft --steps 100 --no-bias-correction --out uncorrected.png
+  adamjax simulate --grads recorded.npy --power 2,4 --out recorded.png --csv recorded.csv
+"""
+
+_SIGNALS_EXAMPLES = """\
+example:
+  adamjax signals
+"""
 
 
 class UsageError(Exception):
@@ -33,16 +55,34 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each flag's default (where it has one) and keeps the examples' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def _number_list(text: str) -> tuple[float, ...]:
     """``"0.9,0.99"`` -> ``(0.9, 0.99)``."""
-    parts = text.split(",")
     try:
-        values = tuple(float(part) for part in parts)
+        return tuple(float(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"malformed number list {text!r}: expected numbers separated by commas, such as 0.9,0.99,0.999"
         ) from None
-    return values
+
+
+def _flag_list(text: str) -> tuple[bool, ...]:
+    """``"false,true"`` -> ``(False, True)``."""
+    values = []
+    for part in text.split(","):
+        word = part.strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise argparse.ArgumentTypeError(f"expected true, false or a list such as false,true; got {text!r}")
+        values.append(word in _TRUE)
+    return tuple(values)
 
 
 def _integer(text: str) -> int:
@@ -53,94 +93,275 @@ def _integer(text: str) -> int:
 
 
 def _parser() -> _Parser:
-    parser = _Parser(prog="adamjax", description="See inside Adam: simulate it on gradient signals and plot.")
+    from adamjax import __version__, signals
+
+    parser = _Parser(
+        prog="adamjax",
+        description="See inside Adam: simulate it on gradient signals and plot its moments and steps.",
+        epilog="examples:\n  adamjax simulate --signal sine --out adam.png\n  adamjax signals",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"adamjax {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sim = commands.add_parser(
         "simulate",
         help="feed a gradient signal through Adam and draw its moments and steps",
-        description=(
-            "Feed a gradient signal through adamjax.adam and draw the gradient, moments and steps. "
-            "b1, b2, eps and power accept comma lists (--b2 0.9,0.99,0.999): one curve per setting."
+        description=textwrap.fill(
+            "Feed a gradient signal (or your own recorded gradients, --grads) through adamjax's Adam core and "
+            "draw the gradient, the moments and the step. --lr, --b1, --b2, --eps and --power take comma lists, "
+            "--centered and --amsgrad take false,true: one curve per combination.",
+            width=79,
         ),
+        epilog=_SIMULATE_EXAMPLES,
+        formatter_class=_Formatter,
     )
-    sim.add_argument("--signal", default="sine", help="gradient signal (see `adamjax signals`); default sine")
-    sim.add_argument("--steps", type=_integer, default=None, help="number of steps; default the signal's own length")
-    sim.add_argument("--b1", type=_number_list, default=(0.9,), help="first-moment decay(s); default 0.9")
-    sim.add_argument("--b2", type=_number_list, default=(0.999,), help="second-moment decay(s); default 0.999")
-    sim.add_argument("--eps", type=_number_list, default=(1e-8,), help="epsilon(s); default 1e-8")
-    sim.add_argument("--power", type=_number_list, default=(2.0,), help="moment order(s) p; 2 is Adam; default 2")
-    sim.add_argument("--lr", type=float, default=1e-3, help="learning rate; default 1e-3")
-    sim.add_argument("--centered", action="store_true", help="centered second moment (AdaBelief)")
-    sim.add_argument("--amsgrad", action="store_true", help="AMSGrad (running maximum of the second moment)")
+    names = ", ".join(signals.NAMES)
+    sim.add_argument("--signal", default="sine", help=f"gradient signal: {names} (see `adamjax signals`)")
     sim.add_argument(
-        "--window", type=_integer, default=200, help="runs longer than 2*window show the first/last window steps"
+        "--grads",
+        default=None,
+        metavar="FILE",
+        help="your own gradients instead of --signal: a CSV (optional header row) or .npy file, one row per step "
+        "and one column per tracked weight",
     )
-    sim.add_argument("--seed", type=_integer, default=0, help="seed of the random signals; default 0")
-    sim.add_argument("--out", required=True, help="the PNG to write")
+    sim.add_argument("--steps", type=_integer, default=None, help="number of steps; by default the signal's own length")
+    # String defaults go through `type` like typed values, and show in --help as one would type them.
+    sim.add_argument("--lr", type=_number_list, default="1e-3", help="learning rate(s)")
+    sim.add_argument("--b1", type=_number_list, default="0.9", help="first-moment decay(s)")
+    sim.add_argument("--b2", type=_number_list, default="0.999", help="second-moment decay(s)")
+    sim.add_argument("--eps", type=_number_list, default="1e-8", help="epsilon(s)")
+    sim.add_argument("--power", type=_number_list, default="2", help="moment order(s) p; 2 is Adam, inf Adamax")
+    sim.add_argument(
+        "--centered",
+        type=_flag_list,
+        nargs="?",
+        const=(True,),
+        default="false",
+        help="centered second moment (AdaBelief): true, false or false,true",
+    )
+    sim.add_argument(
+        "--amsgrad",
+        type=_flag_list,
+        nargs="?",
+        const=(True,),
+        default="false",
+        help="AMSGrad (running maximum of the second moment): true, false or false,true",
+    )
+    sim.add_argument("--no-bias-correction", action="store_true", help="divide by neither 1 - b1^t nor 1 - b2^t")
+    sim.add_argument(
+        "--window", type=_integer, default=200, help="runs longer than 2*window show their first and last window steps"
+    )
+    sim.add_argument("--seed", type=_integer, default=0, metavar="N", help="random state of the random signals")
+    sim.add_argument("--out", required=True, help="the figure to write (.png, .pdf, .svg); folders are created")
     sim.add_argument("--csv", default=None, help="also write every step's values to this CSV file")
-    commands.add_parser("signals", help="list the gradient signals")
+    commands.add_parser(
+        "signals", help="list the gradient signals", epilog=_SIGNALS_EXAMPLES, formatter_class=_Formatter
+    )
     return parser
 
 
-def _label(setting: dict[str, float], varied: Sequence[str]) -> str:
-    if not varied:
-        return "adam"
-    return ", ".join(f"{name}={setting[name]:g}" for name in varied)
-
-
-def _write_csv(path: str, traces: dict[str, Any], sweep: bool) -> None:
-    import numpy as np
-
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow((["setting"] if sweep else []) + ["step", *_CSV_FIELDS])
-        for label, trace in traces.items():
-            columns = [np.asarray(getattr(trace, field), np.float64).reshape(-1) for field in _CSV_FIELDS]
-            for row, values in enumerate(zip(*columns, strict=True)):
-                writer.writerow(([label] if sweep else []) + [row + 1, *(repr(float(v)) for v in values)])
-
-
-def _simulate(args: argparse.Namespace) -> int:
+def _check_values(args: argparse.Namespace) -> None:
+    """Every value, checked by adamjax's own constructors, the error naming the flag."""
     import adamjax
 
-    grads = adamjax.signals.by_name(args.signal, args.steps, seed=args.seed)
-    steps = int(grads.shape[0])
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"argument --steps: must be a positive integer; got {args.steps}")
     if args.window < 1:
         raise UsageError(f"argument --window: must be a positive integer; got {args.window}")
+    checks = {
+        "lr": lambda v: adamjax.adam(v),
+        "b1": lambda v: adamjax.adam(1e-3, b1=v),
+        "b2": lambda v: adamjax.adam(1e-3, b2=v),
+        "eps": lambda v: adamjax.adam(1e-3, eps=v),
+        "power": lambda v: adamjax.adam(1e-3, power=v),
+    }
+    for name, build in checks.items():
+        for value in getattr(args, name):
+            try:
+                build(value)
+            except (TypeError, ValueError) as err:
+                raise UsageError(f"argument --{name}: {err}") from None
+    if args.grads is None and args.signal not in adamjax.signals.NAMES:
+        raise UsageError(f"argument --signal: must be one of {', '.join(adamjax.signals.NAMES)}; got {args.signal!r}")
+
+
+def _prepare_output(flag: str, path: str | None, figure: bool) -> None:
+    """Creates the folder ``path`` goes in, or refuses it, before any work."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"argument --{flag}: {path!r} is a folder; give a file name such as {path}/adam.png")
+    if figure:
+        from matplotlib.figure import Figure
+
+        supported = Figure().canvas.get_supported_filetypes()
+        suffix = target.suffix.lower().lstrip(".")
+        if suffix not in supported:
+            raise UsageError(
+                f"argument --{flag}: cannot tell the figure format from {path!r}; end it with one of "
+                f"{', '.join('.' + s for s in sorted(supported))}"
+            )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(
+            f"argument --{flag}: cannot create the folder {str(target.parent)!r}: {err.strerror}"
+        ) from None
+    if not target.parent.is_dir():
+        raise UsageError(f"argument --{flag}: {str(target.parent)!r} is not a folder")
+
+
+def _read_grads(path: str, steps: int | None) -> tuple[Any, list[str]]:
+    """The recorded gradients as float32 ``[T, W]`` and the columns' names."""
+    import numpy as np
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"argument --grads: no such file {path!r}")
+    names: list[str] | None = None
+    try:
+        if file.suffix.lower() == ".npy":
+            values = np.load(file, allow_pickle=False)
+        else:
+            with open(file, newline="") as handle:
+                rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+            if rows and not _numeric(rows[0]):
+                names, rows = [cell.strip() for cell in rows[0]], rows[1:]
+            widths = {len(row) for row in rows}
+            if len(widths) > 1:
+                raise ValueError(f"rows have different numbers of columns ({', '.join(map(str, sorted(widths)))})")
+            values = np.array([[float(cell) for cell in row] for row in rows], np.float64)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"argument --grads: cannot read {path!r}: {' '.join(str(err).split())}") from None
+    if values.dtype.kind not in "iuf":
+        raise UsageError(f"argument --grads: {path!r} holds {values.dtype} values; expected real numbers")
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
+        raise UsageError(
+            f"argument --grads: {path!r} must hold one row per step and one column per weight; got shape {values.shape}"
+        )
+    if not np.all(np.isfinite(values)):
+        raise UsageError(f"argument --grads: {path!r} holds NaN or infinite values")
+    if names is None or len(names) != values.shape[1]:
+        names = ["weight"] if values.shape[1] == 1 else [f"weight {i}" for i in range(values.shape[1])]
+    if steps is not None:
+        values = values[:steps]
+    return values.astype(np.float32), names
+
+
+def _numeric(row: Sequence[str]) -> bool:
+    try:
+        for cell in row:
+            float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _label(setting: dict[str, Any], varied: Sequence[str]) -> str:
+    if not varied:
+        return "adam"
+    parts = []
+    for name in varied:
+        value = setting[name]
+        if isinstance(value, bool):
+            parts.append(name if value else f"not {name}")
+        else:
+            parts.append(f"{name}={value:g}")
+    return ", ".join(parts)
+
+
+def _write_csv(path: str, traces: dict[str, dict[str, Any]], sweep: bool) -> None:
+    import numpy as np
+
+    weights = len(next(iter(traces.values())))
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow((["setting"] if sweep else []) + (["weight"] if weights > 1 else []) + ["step", *_CSV_FIELDS])
+        for label, per_weight in traces.items():
+            for weight, trace in per_weight.items():
+                columns = [np.asarray(getattr(trace, field), np.float64).reshape(-1) for field in _CSV_FIELDS]
+                prefix = ([label] if sweep else []) + ([weight] if weights > 1 else [])
+                for row, values in enumerate(zip(*columns, strict=True)):
+                    writer.writerow([*prefix, row + 1, *(repr(float(v)) for v in values)])
+
+
+def _question(varied: Sequence[str], signal: str) -> str:
+    if not varied:
+        return f"What does Adam make of '{signal}'?"
+    words = {
+        "centered": "centering the second moment",
+        "amsgrad": "AMSGrad's running maximum",
+        "power": "the moment's power p",
+        "lr": "the learning rate",
+    }
+    named = [words.get(name, name) for name in varied]
+    verb = "does" if len(named) == 1 else "do"
+    return f"What {verb} {' and '.join(named)} change on '{signal}'?"
+
+
+def _figure(args: argparse.Namespace) -> tuple[Any, dict[str, dict[str, Any]], bool]:
+    """Runs the simulations the arguments ask for; returns the figure, the traces and whether it is a sweep."""
+    import adamjax
+    from adamjax import plot
+
+    if args.grads is not None:
+        values, names = _read_grads(args.grads, args.steps)
+        signal = Path(args.grads).name
+        grads = {name: values[:, column] for column, name in enumerate(names)}
+    else:
+        signal = args.signal
+        grads = {signal: adamjax.signals.by_name(args.signal, args.steps, seed=args.seed)}
+    steps = int(next(iter(grads.values())).shape[0])
     settings = [
         dict(zip(_SWEPT, values, strict=True)) for values in itertools.product(*(getattr(args, n) for n in _SWEPT))
     ]
     varied = [name for name in _SWEPT if len(getattr(args, name)) > 1]
-    # Build every optimizer first, so a bad value fails before any simulation runs.
     optimizers = {
         _label(setting, varied): adamjax.adam(
-            args.lr,
+            setting["lr"],
             setting["b1"],
             setting["b2"],
             setting["eps"],
             power=setting["power"],
-            centered=args.centered,
-            amsgrad=args.amsgrad,
+            centered=setting["centered"],
+            amsgrad=setting["amsgrad"],
+            bias_correction=not args.no_bias_correction,
         )
         for setting in settings
     }
-    traces = {label: adamjax.simulate(tx, grads) for label, tx in optimizers.items()}
-
+    traces = {label: {name: adamjax.simulate(tx, g) for name, g in grads.items()} for label, tx in optimizers.items()}
     window = args.window if steps > 2 * args.window else None
-    title = f"adamjax.adam on '{args.signal}' ({steps} steps)"
-    if len(traces) == 1:
-        (trace,) = traces.values()
-        power = settings[0]["power"]
+    question = _question(varied, signal) + f" ({steps} steps)"
+    any_amsgrad = any(setting["amsgrad"] for setting in settings)
+    if len(traces) == 1 and len(grads) == 1 and not any_amsgrad:
+        ((trace,),) = (per_weight.values() for per_weight in traces.values())
         if window is None:
-            fig = adamjax.plot.trace(trace, power=power, title=title)
+            fig = adamjax.plot.trace(trace, title=question)
         else:
-            fig = adamjax.plot.windows(trace, window, power=power, title=title)
+            fig = adamjax.plot.windows(trace, window, title=question)
     else:
-        fig = adamjax.plot.compare(traces, fields=("grad", "direction", "denom"), window=window, title=title)
+        fields = ["denom", "direction"]
+        if any_amsgrad:
+            fields = ["nu", "nu_max", *fields]
+        if "lr" in varied:
+            fields.append("update")
+        by_signal = {name: {label: per_weight[name] for label, per_weight in traces.items()} for name in grads}
+        fig = plot.compare_traces(by_signal, fields=fields, window=window, title=question)
+    return fig, traces, len(traces) > 1
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    _check_values(args)
+    _prepare_output("out", args.out, figure=True)
+    _prepare_output("csv", args.csv, figure=False)
+    fig, traces, sweep = _figure(args)
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")
     if args.csv:
-        _write_csv(args.csv, traces, sweep=len(traces) > 1)
+        _write_csv(args.csv, traces, sweep)
         print(f"wrote {args.csv}")
     return 0
 
@@ -171,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "signals":
             return _list_signals()
         return _simulate(args)
-    except SystemExit as exit_:  # --help
+    except SystemExit as exit_:  # --help, --version
         return exit_.code if isinstance(exit_.code, int) else 0
     except (UsageError, ValueError, TypeError) as err:
         command = f"adamjax {_command_name(argv)}".rstrip()

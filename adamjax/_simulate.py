@@ -10,7 +10,9 @@ simulator has no copy of the Adam maths.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import numbers
 import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -21,6 +23,204 @@ import numpy as np
 import optax
 
 from adamjax import _checks, _core
+
+_SWITCHES = ("centered", "amsgrad", "nesterov", "bias_correction")
+_NUMBERS = ("b1", "b2", "eps", "eps_root", "power")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    r"""The optimizer settings a :class:`Trace` was simulated with.
+
+    Read from the optimizer itself (its Adam core, its learning rate, or the
+    values ``optax.inject_hyperparams`` stores), so figures and tables can say
+    what they show without being told twice. A field is ``None`` when it could
+    not be read: a hyperparameter traced under ``jax.vmap``, a schedule for the
+    learning rate, or a chain whose parts hide it.
+
+    The object is a pytree with no leaves: ``jax.tree.map`` over a
+    :class:`Trace` leaves it as it is.
+
+    Attributes:
+      optimizer: the adamjax function that built the core (``"adam"``,
+        ``"amsgrad"``, ``"scale_by_adam"``, ...).
+      learning_rate: the constant learning rate :math:`\eta`.
+      b1, b2, eps, eps_root, power: as in :func:`adamjax.scale_by_adam`
+        (``power`` is :math:`p`, 2 for Adam, ``math.inf`` for Adamax).
+      centered, amsgrad, nesterov, bias_correction: the core's switches.
+
+    Examples:
+      >>> import adamjax
+      >>> trace = adamjax.simulate(adamjax.adam(1e-2, b2=0.99), adamjax.signals.sine(20))
+      >>> trace.settings.b2, trace.settings.learning_rate
+      (0.99, 0.01)
+      >>> trace.settings.describe()
+      'adam, lr=0.01, b1=0.9, b2=0.99, eps=1e-08'
+    """
+
+    optimizer: str | None = None
+    learning_rate: float | None = None
+    b1: float | None = None
+    b2: float | None = None
+    eps: float | None = None
+    eps_root: float | None = None
+    power: float | None = None
+    centered: bool | None = None
+    amsgrad: bool | None = None
+    nesterov: bool | None = None
+    bias_correction: bool | None = None
+
+    def describe(self, fields: tuple[str, ...] | None = None) -> str:
+        """A short text such as ``"adam, lr=0.001, b1=0.9, b2=0.999, eps=1e-08, centered"``.
+
+        Args:
+          fields: only these fields (in this order); by default the optimizer,
+            the learning rate, ``b1``, ``b2``, ``eps``, and ``eps_root``,
+            ``power`` and the switches where they differ from Adam's defaults.
+        """
+        if fields is None:
+            fields = ("optimizer", "learning_rate", "b1", "b2", "eps")
+            fields += tuple(
+                name
+                for name, plain in (
+                    ("eps_root", 0.0),
+                    ("power", 2.0),
+                    ("centered", False),
+                    ("amsgrad", False),
+                    ("nesterov", False),
+                    ("bias_correction", True),
+                )
+                if getattr(self, name) not in (None, plain)
+            )
+        parts = []
+        for name in fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "optimizer":
+                parts.append(str(value))
+            elif name == "bias_correction":
+                parts.append("bias correction" if value else "no bias correction")
+            elif isinstance(value, bool):
+                parts.append(name if value else f"not {name}")
+            else:
+                short = "lr" if name == "learning_rate" else ("p" if name == "power" else name)
+                parts.append(f"{short}={value:g}")
+        return ", ".join(parts)
+
+
+jax.tree_util.register_static(Settings)
+
+
+def _concrete(value: Any) -> float | None:
+    """A hyperparameter as a Python float, or None when it is traced or not a real scalar."""
+    if isinstance(value, bool) or value is None or _checks.is_traced(value):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        return None
+    if array.shape != () or array.dtype.kind not in "iuf":
+        return None
+    return float(array)
+
+
+def _walk(root: Any, limit: int = 2000) -> tuple[list[tuple[_core.AdamConfig, str | None]], list[Any], list[Any]]:
+    """What the closures reachable from a transformation hold.
+
+    Returns the Adam configs found (with the name of the function that built
+    each), the values of variables called ``learning_rate``, and
+    ``inject_hyperparams`` wrappers as ``(inner_factory, other_hps)`` pairs.
+    """
+    configs: list[tuple[_core.AdamConfig, str | None]] = []
+    rates: list[Any] = []
+    injected: list[Any] = []
+    seen: set[int] = set()
+    todo: list[Any] = [root]
+    while todo and len(seen) < limit:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, _core.AdamConfig):
+            continue
+        if isinstance(obj, (tuple, list)):
+            todo.extend(obj)
+        elif isinstance(obj, functools.partial):
+            todo.extend([obj.func, *obj.args, *obj.keywords.values()])
+        elif callable(obj) and getattr(obj, "__closure__", None):
+            cells = {}
+            for name, cell in zip(obj.__code__.co_freevars, obj.__closure__, strict=True):
+                try:
+                    cells[name] = cell.cell_contents
+                except ValueError:  # a cell not filled yet
+                    continue
+            if isinstance(cells.get("config"), _core.AdamConfig):
+                configs.append((cells["config"], cells.get("func") if isinstance(cells.get("func"), str) else None))
+            if "learning_rate" in cells:
+                rates.append(cells["learning_rate"])
+            if "inner_factory" in cells and isinstance(cells.get("other_hps"), dict):
+                injected.append((cells["inner_factory"], cells["other_hps"]))
+            todo.extend(value for value in cells.values() if callable(value) or isinstance(value, (tuple, list)))
+    return configs, rates, injected
+
+
+def _injected_values(tx: optax.GradientTransformation, params: Any) -> dict[str, Any]:
+    """The hyperparameters ``optax.inject_hyperparams`` stores in ``tx``'s initial state."""
+    try:
+        state = tx.init(params)
+    except (TypeError, ValueError):  # a transformation that cannot start from these params has no readable values
+        return {}
+    is_injected = lambda x: isinstance(x, optax.InjectStatefulHyperparamsState)  # noqa: E731
+    values: dict[str, Any] = {}
+    for leaf in jax.tree.leaves(state, is_leaf=is_injected):
+        if is_injected(leaf):
+            values.update(leaf.hyperparams)
+    return values
+
+
+def optimizer_settings(tx: optax.GradientTransformation, params: Any = None) -> Settings | None:
+    """The settings of the one adamjax Adam core in ``tx``, or None where none can be read.
+
+    ``params`` (an example parameter array) is only needed for an optimizer
+    built by ``optax.inject_hyperparams``, whose values live in its state.
+    """
+    configs, rates, injected = _walk(tx)
+    unique: dict[int, tuple[_core.AdamConfig, str | None]] = {}
+    for config, func in configs:  # init_fn holds the config alone, update_fn also the function's name
+        if unique.get(id(config), (None, None))[1] is None:
+            unique[id(config)] = (config, func)
+    if not unique and injected and params is not None:
+        values = {name: value for name, value in _injected_values(tx, params).items() if _concrete(value) is not None}
+        for factory, other in injected:
+            try:
+                inner = factory(**{name: _concrete(value) for name, value in values.items()}, **other)
+            except (TypeError, ValueError):
+                continue
+            found = optimizer_settings(inner)
+            if found is not None:
+                return found
+        return None
+    distinct = {tuple(_hashable_config(config)): (config, func) for config, func in unique.values()}
+    if len(distinct) != 1:
+        return None
+    ((config, func),) = distinct.values()
+    constant = {_concrete(rate) for rate in rates if not callable(rate)}
+    numbers_ = {name: _concrete(getattr(config, name)) for name in _NUMBERS}
+    if numbers_["power"] is None and config.power is None:
+        numbers_["power"] = 2.0
+    return Settings(
+        optimizer=func,
+        learning_rate=constant.pop() if len(constant) == 1 and not any(callable(r) for r in rates) else None,
+        **numbers_,
+        **{name: bool(getattr(config, name)) for name in _SWITCHES},
+    )
+
+
+def _hashable_config(config: _core.AdamConfig) -> list[Any]:
+    return [(_concrete(v) if name in _NUMBERS else v) for name, v in zip(config._fields, config, strict=True)]
 
 
 class Trace(NamedTuple):
@@ -43,12 +243,15 @@ class Trace(NamedTuple):
         root for a p-th power moment.
       direction: the core's output :math:`\hat m_t / \text{denom}`, before the
         learning rate and whatever else follows the core in the chain (the
-        "Adam step" of the seed simulator).
+        "Adam step").
       update: the transformation's final output :math:`u_t`, after the
         learning rate (negative for a positive gradient with ``adam``).
       params: the parameters after the step, :math:`\theta_t = \theta_{t-1} +
         u_t`.
       nu_max: AMSGrad's :math:`\max_{s \le t} v_s`, or ``None``.
+      settings: the :class:`Settings` of the optimizer that ran (``None`` for
+        a trace built by hand); not an array, and left alone by
+        ``jax.tree.map``.
     """
 
     grad: jax.Array
@@ -61,6 +264,7 @@ class Trace(NamedTuple):
     update: jax.Array
     params: jax.Array
     nu_max: jax.Array | None = None
+    settings: Settings | None = None
 
 
 def _real_input(name: str, value: Any) -> Any:
@@ -201,8 +405,8 @@ def simulate(
     r"""Runs an optimizer on a stream of gradients and returns its internals at every step.
 
     **Open loop** (``grads`` given): step :math:`t` feeds ``grads[t - 1]`` to
-    ``tx``, whatever the parameters are; this is the seed simulators' view of
-    one weight. The parameters start at ``params`` (zeros by default) and
+    ``tx``, whatever the parameters are: what one weight sees when its
+    gradients are recorded from a run. The parameters start at ``params`` (zeros by default) and
     integrate the updates, :math:`\theta_t = \theta_{t-1} + u_t`.
 
     **Closed loop** (``grad_fn`` given): the gradient depends on where the
@@ -234,7 +438,8 @@ def simulate(
         faster on CPU for tiny arrays.
 
     Returns:
-      A :class:`Trace` whose fields have shape ``[T, *shape]``.
+      A :class:`Trace` whose fields have shape ``[T, *shape]``, with the
+      optimizer's :class:`Settings` in ``trace.settings``.
 
     Raises:
       ValueError: both or neither of ``grads`` and ``grad_fn``; closed loop
@@ -246,8 +451,7 @@ def simulate(
         dtype; ``unroll`` is not an integer.
 
     Examples:
-      Seed 000's question: what does Adam make of a gradient that alternates
-      between 1 and 0? At step 1 bias correction makes the step 1 (up to
+      What does Adam make of a gradient that alternates between 1 and 0? At step 1 bias correction makes the step 1 (up to
       float32 rounding).
 
       >>> import jax, jax.numpy as jnp, adamjax
@@ -255,7 +459,7 @@ def simulate(
       >>> trace.direction.shape, round(float(trace.direction[0]), 4)
       ((60,), 1.0)
 
-      Closed loop on seed 003's quadratic :math:`(w - 1)^2`:
+      Closed loop on the quadratic :math:`(w - 1)^2`:
 
       >>> trace = adamjax.simulate(adamjax.adam(0.01), grad_fn=lambda w: 2 * w - 2,
       ...                          params=jnp.zeros([]), steps=800)
@@ -306,8 +510,10 @@ def simulate(
                 f"{grads.shape[1:]}; got {start.shape}."
             )
         if _hashable(tx):
-            return _traced(_open_loop_jit, tx, unroll, grads, start)
-        return _traced(jax.jit(functools.partial(_open_loop, tx, unroll)), grads, start)
+            trace = _traced(_open_loop_jit, tx, unroll, grads, start)
+        else:
+            trace = _traced(jax.jit(functools.partial(_open_loop, tx, unroll)), grads, start)
+        return trace._replace(settings=optimizer_settings(tx, start))
 
     if not callable(grad_fn):
         raise TypeError(f"`simulate(grad_fn=...)` must be callable (params -> gradient); got {grad_fn!r}.")
@@ -319,5 +525,7 @@ def simulate(
     start = jnp.asarray(_real_input("params", params)).astype(sim_dtype)
     steps = int(steps)
     if _hashable(tx, grad_fn):
-        return _traced(_closed_loop_jit, tx, grad_fn, steps, unroll, start)
-    return _traced(jax.jit(functools.partial(_closed_loop, tx, grad_fn, steps, unroll)), start)
+        trace = _traced(_closed_loop_jit, tx, grad_fn, steps, unroll, start)
+    else:
+        trace = _traced(jax.jit(functools.partial(_closed_loop, tx, grad_fn, steps, unroll)), start)
+    return trace._replace(settings=optimizer_settings(tx, start))

@@ -1,5 +1,19 @@
 r"""Figures of :func:`adamjax.simulate` traces (needs the ``plot`` extra: ``pip install adamjax[plot]``).
 
+Each figure answers one question and says which in its title; the settings the
+traces were simulated with (``trace.settings``) appear in the title or the
+legend, every axis is labelled, the step has a panel of its own, the legend
+sits outside the axes, and curves that coincide stay visible (different line
+styles and markers, and a note in the legend).
+
+* :func:`trace`, :func:`windows`: one run, whole or its first and last steps.
+* :func:`compare`: several optimizers side by side on the same signals.
+* One figure per question: :func:`suppression` (why the second moment
+  suppresses a swinging gradient), :func:`bias_correction` (the first steps),
+  :func:`centered` (centered second moment or not), :func:`amsgrad` (its
+  running maximum), :func:`power` (a p-th power moment against Adam),
+  :func:`b2_sweep` (what ``b2`` changes).
+
 Importing this module does not import matplotlib; each function does, and
 raises ``ImportError`` with the install command when it is missing. Every
 function builds a ``matplotlib.figure.Figure`` directly (no pyplot state, so
@@ -11,6 +25,10 @@ Examples:
   >>> import adamjax
   >>> trace = adamjax.simulate(adamjax.adam(1e-3), adamjax.signals.sine(300))
   >>> fig = adamjax.plot.trace(trace)
+  >>> fig.axes[0].get_title()
+  'gradient and moments'
+  >>> fig = adamjax.plot.compare({"b2=0.9": adamjax.adam(1e-3, b2=0.9), "b2=0.999": adamjax.adam(1e-3)},
+  ...                            adamjax.signals.sine(300))
   >>> fig.savefig("adam.png")  # doctest: +SKIP
 """
 
@@ -24,26 +42,52 @@ import jax
 import numpy as np
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from adamjax._simulate import Trace
 
-__all__ = ["compare", "linear_trend", "trace", "windows"]
+__all__ = [
+    "amsgrad",
+    "b2_sweep",
+    "bias_correction",
+    "centered",
+    "compare",
+    "compare_traces",
+    "linear_trend",
+    "power",
+    "suppression",
+    "trace",
+    "windows",
+]
 
 _INSTALL = "adamjax.plot needs matplotlib, which is not installed: `pip install adamjax[plot]`."
 
+# Axis labels: what each Trace field is, true with and without bias correction.
 _FIELD_LABELS = {
     "grad": "gradient $g_t$",
     "mu": "first moment $m_t$",
     "nu": "second moment $v_t$",
-    "mu_hat": r"$\hat m_t$ (bias-corrected)",
-    "nu_hat": r"$\hat v_t$ (bias-corrected)",
+    "mu_hat": r"first moment used ($\hat m_t$ or $m_t$)",
+    "nu_hat": r"second moment used ($\hat v_t$ or $v_t$)",
     "denom": r"denominator $\hat v_t^{1/p} + \epsilon$",
-    "direction": r"Adam step $\hat m_t / (\hat v_t^{1/p} + \epsilon)$",
+    "direction": r"step $\hat m_t / (\hat v_t^{1/p} + \epsilon)$",
     "update": "update $u_t$ (after the learning rate)",
     "params": r"parameter $\theta_t$",
-    "nu_max": r"$\max_{s \leq t} v_s$",
+    "nu_max": r"running maximum $\max_{s \leq t} v_s$",
 }
+# Adam's own settings, left out of titles and legends when a run has them.
+_PLAIN = {
+    "eps_root": 0.0,
+    "power": 2.0,
+    "centered": False,
+    "amsgrad": False,
+    "nesterov": False,
+    "bias_correction": True,
+}
+_LINESTYLES = ("-", "--", ":", "-.")
+_MARKERS = (None, "o", "s", "^", "D", "v", "P", "X")
+_LINEWIDTHS = (2.6, 1.6, 1.6, 1.4, 1.4, 1.2, 1.2, 1.2)
 
 
 def _new_figure(figsize: tuple[float, float]) -> Figure:
@@ -57,7 +101,7 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
 def linear_trend(values: Any) -> np.ndarray:
     r"""The least-squares line through ``values`` over :math:`t = 1, \dots, T`, evaluated at each ``t``.
 
-    Seed 000's "trend" lines: ``np.poly1d(np.polyfit(t, values, 1))(t)``.
+    The "trend" lines of :func:`trace`: ``np.poly1d(np.polyfit(t, values, 1))(t)``.
 
     Args:
       values: a ``[T]`` array.
@@ -65,6 +109,11 @@ def linear_trend(values: Any) -> np.ndarray:
     Returns:
       A float64 ``[T]`` array :math:`a t + b` with :math:`(a, b)` minimising
       :math:`\sum_t (a t + b - \text{values}_t)^2` (a constant for ``T = 1``).
+
+    Examples:
+      >>> from adamjax import plot
+      >>> plot.linear_trend([1.0, 2.0, 4.0]).round(3).tolist()
+      [0.833, 2.333, 3.833]
     """
     values = np.asarray(values, np.float64)
     steps = np.arange(1, values.shape[0] + 1, dtype=np.float64)
@@ -95,6 +144,16 @@ def _series(trace: Trace, field: str, index: Any) -> np.ndarray:
     return values
 
 
+def _power(trace: Trace, power: float | None) -> float:
+    """The moment's order: as given, else the trace's own, else 2."""
+    if power is not None:
+        return float(power)
+    settings = getattr(trace, "settings", None)
+    if settings is not None and settings.power is not None:
+        return float(settings.power)
+    return 2.0
+
+
 def _root(values: np.ndarray, power: float) -> np.ndarray:
     return values if math.isinf(power) else np.power(values, 1.0 / power)
 
@@ -121,94 +180,190 @@ def _check_step(step: str) -> str:
     return step
 
 
+def _style(number: int, length: int, log_steps: bool = False) -> dict[str, Any]:
+    """Line style of the ``number``-th curve of a panel: later curves thinner, dashed and marked.
+
+    So a curve drawn over an earlier one that it equals leaves the earlier one
+    visible around it, and its markers (offset from curve to curve) show it is
+    there.
+    """
+    style: dict[str, Any] = {
+        "linestyle": _LINESTYLES[number % len(_LINESTYLES)],
+        "linewidth": _LINEWIDTHS[number % len(_LINEWIDTHS)],
+    }
+    marker = _MARKERS[number % len(_MARKERS)]
+    if length <= 40:
+        style.update(marker=marker or "o", markersize=4.5 if number == 0 else 3.5)
+    elif marker is not None and log_steps:
+        # Evenly spaced on a log axis, shifted a little from curve to curve.
+        spots = np.unique(np.geomspace(1, length, 14) * (1 + 0.04 * number)).astype(int) - 1
+        style.update(marker=marker, markersize=4, markevery=sorted({int(i) for i in spots if 0 <= i < length}))
+    elif marker is not None:
+        every = max(1, length // 12)
+        style.update(marker=marker, markersize=4, markevery=(number * every // len(_MARKERS) % every, every))
+    return style
+
+
+def _settings_text(traces: Sequence[Trace]) -> tuple[str, list[str]]:
+    """What all traces share, as text, and the names of the settings that differ."""
+    settings = [getattr(t, "settings", None) for t in traces]
+    if not settings or any(s is None for s in settings):
+        return "", []
+    names = [
+        name
+        for name in ("optimizer", "learning_rate", "b1", "b2", "eps", "eps_root", "power")
+        if settings[0] is not None
+    ]
+    names += ["centered", "amsgrad", "nesterov", "bias_correction"]
+    same = [name for name in names if len({getattr(s, name) for s in settings}) == 1]
+    varied = [name for name in names if name not in same]
+    shown = tuple(name for name in same if name not in ("optimizer",))
+    shown = tuple(name for name in shown if _PLAIN.get(name, object()) != getattr(settings[0], name))
+    return settings[0].describe(shown), varied
+
+
+def _title(fig: Figure, question: str, traces: Sequence[Trace], title: str | None) -> None:
+    """The figure's title: the question (or ``title``) and, below, the settings all runs share."""
+    shared, _ = _settings_text(traces)
+    text = title or question
+    if shared:
+        text += f"\n{shared}"
+    fig.suptitle(text)
+
+
+def _legend(fig: Figure, notes: Sequence[str] = ()) -> None:
+    """One legend for the figure, outside the axes on the right, with ``notes`` as extra lines."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = [], []
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    for note in dict.fromkeys(notes):
+        handles.append(Line2D([], [], linestyle="none"))
+        labels.append(note)
+    if not handles:
+        return
+    if fig.get_size_inches()[0] >= 12:
+        fig.legend(handles, labels, loc="outside right upper", fontsize="small", handlelength=3)
+    else:  # a narrow figure: below the axes, where it cannot meet the title
+        fig.legend(
+            handles, labels, loc="outside lower center", fontsize="small", handlelength=3, ncols=min(len(handles), 2)
+        )
+
+
+def _coinciding(curves: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+    """Pairs of curves in one panel that a reader could not tell apart."""
+    if not curves:
+        return []
+    values = np.concatenate([c[np.isfinite(c)] for c in curves.values()] or [np.zeros(1)])
+    scale = float(np.ptp(values)) if values.size else 0.0
+    scale = scale or float(np.max(np.abs(values), initial=0.0)) or 1.0
+    names = list(curves)
+    pairs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if curves[a].shape == curves[b].shape and np.allclose(curves[a], curves[b], rtol=0, atol=5e-3 * scale):
+                pairs.append((a, b))
+    return pairs
+
+
+def _draw_curves(
+    ax: Axes, steps: np.ndarray, curves: dict[str, np.ndarray], row_name: str, log_steps: bool, names: dict[str, str]
+) -> list[str]:
+    """Draws one panel's curves (legend entries ``names[label]``); returns notes on the curves that coincide."""
+    order = list(names)
+    for label, values in curves.items():
+        number = order.index(label) if label in order else len(order)
+        ax.plot(
+            steps,
+            values,
+            label=names.get(label, label),
+            color=f"C{number % 10}",
+            **_style(number, len(steps), log_steps),
+        )
+    return [f"{a} and {b} coincide in '{row_name}'" for a, b in _coinciding(curves)]
+
+
+def _finish_axes(ax: Axes, ylabel: str, xlabel: bool, log_steps: bool, zero_line: bool = True) -> None:
+    if zero_line:
+        ax.axhline(0.0, color="black", linewidth=0.6, zorder=0.5)
+    if log_steps:
+        ax.set_xscale("log")
+    ax.grid(True, alpha=0.35)
+    ax.set_ylabel(ylabel)
+    if xlabel:
+        ax.set_xlabel("step $t$" + (" (log scale)" if log_steps else ""))
+
+
 def trace(
     trace: Trace,
     *,
     index: Any = None,
-    power: float = 2.0,
+    power: float | None = None,
     step: str = "direction",
     trends: bool = True,
+    log_steps: bool = False,
     title: str | None = None,
-    figsize: tuple[float, float] = (10, 6),
+    figsize: tuple[float, float] = (11, 6.5),
 ) -> Figure:
-    r"""Seed 000's simulator figure: gradient, :math:`\hat m_t`, the moment's root, their trends and the step.
+    r"""What Adam made of one gradient stream: the gradient and its moments above, the step below.
 
-    Draws, against the step :math:`t`: the gradient :math:`g_t`; the
-    bias-corrected first moment :math:`\hat m_t`; the denominator
-    :math:`\hat v_t^{1/p} + \epsilon` (the root of the bias-corrected second
-    moment, p-th root for a p-th power moment); the least-squares lines of
-    both (:func:`linear_trend`); and the step.
+    The upper panel draws, against the step :math:`t`, the gradient
+    :math:`g_t`, the first moment :math:`\hat m_t` and the denominator
+    :math:`\hat v_t^{1/p} + \epsilon` (the root of the second moment), with
+    their least-squares lines (:func:`linear_trend`); the lower panel the step
+    :math:`\hat m_t / (\hat v_t^{1/p} + \epsilon)`, whose size is what matters
+    (about 1 at most for Adam) and would be squashed on the gradient's scale.
 
     Args:
       trace: a :class:`adamjax.Trace`.
       index: which coordinate to draw when each step holds an array.
-      power: the moment's order :math:`p` the optimizer was built with (used
-        in the legend).
-      step: ``"direction"`` draws the core's :math:`\hat m_t/(\hat
-        v_t^{1/p}+\epsilon)` (the seed's "Adam learning step", on the
-        gradient's scale); ``"update"`` the final update after the learning rate.
+      power: the moment's order :math:`p` for the labels; by default the
+        trace's own (``trace.settings.power``).
+      step: ``"direction"`` draws :math:`\hat m_t/(\hat v_t^{1/p}+\epsilon)`,
+        on the gradient's scale; ``"update"`` the final update after the
+        learning rate.
       trends: draw the trend lines.
-      title: the axes' title.
+      log_steps: a logarithmic step axis (for the first steps).
+      title: the figure's title; by default the question it answers.
       figsize: in inches.
 
     Returns:
-      A ``matplotlib.figure.Figure``.
+      A ``matplotlib.figure.Figure`` with two axes sharing the step axis.
+
+    Examples:
+      >>> import adamjax
+      >>> fig = adamjax.plot.trace(adamjax.simulate(adamjax.adam(1e-3), adamjax.signals.pulses()))
+      >>> [ax.get_ylabel() for ax in fig.axes]
+      ['gradient and moments', 'step $\\hat m_t / (\\hat v_t^{1/p} + \\epsilon)$']
     """
     step = _check_step(step)
+    power = _power(trace, power)
     grad = _series(trace, "grad", index)
     mu_hat = _series(trace, "mu_hat", index)
     denom = _series(trace, "denom", index)
     steps = np.arange(1, grad.shape[0] + 1)
     fig = _new_figure(figsize)
-    ax = fig.add_subplot()
-    ax.plot(steps, grad, color="0.6", linewidth=1, label=_FIELD_LABELS["grad"])
-    ax.plot(steps, mu_hat, color="tab:orange", label=_FIELD_LABELS["mu_hat"])
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    marker = {"marker": "o", "markersize": 3.5} if len(steps) <= 40 else {}
+    top.plot(steps, grad, color="0.55", linewidth=1, label=_FIELD_LABELS["grad"], **marker)
+    top.plot(steps, mu_hat, color="tab:orange", linewidth=1.6, label=r"first moment $\hat m_t$", **marker)
     root = _root_label(r"\hat v_t", power) + r" $+\ \epsilon$"
-    ax.plot(steps, denom, color="tab:green", label=root)
+    top.plot(steps, denom, color="tab:green", linewidth=1.6, label="denominator " + root, **marker)
     if trends:
-        ax.plot(steps, linear_trend(mu_hat), color="tab:orange", linestyle="--", label=r"$\hat m_t$ trend")
-        ax.plot(steps, linear_trend(denom), color="tab:green", linestyle="--", label=root + " trend")
-    ax.plot(steps, _series(trace, step, index), color="tab:blue", label=_FIELD_LABELS[step])
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xlabel("step $t$")
-    ax.set_title(title or "Adam simulator")
-    ax.legend(loc="best", fontsize="small")
+        top.plot(steps, linear_trend(mu_hat), color="tab:orange", linestyle="--", label=r"$\hat m_t$ trend")
+        top.plot(steps, linear_trend(denom), color="tab:green", linestyle="--", label=root + " trend")
+    bottom.plot(steps, _series(trace, step, index), color="tab:blue", label=_FIELD_LABELS[step], **marker)
+    top.set_title("gradient and moments")
+    bottom.set_title("the step" if step == "direction" else "the update")
+    _finish_axes(top, "gradient and moments", False, log_steps)
+    _finish_axes(bottom, _FIELD_LABELS[step], True, log_steps)
+    _title(fig, "What does Adam make of this gradient stream?", [trace], title)
+    _legend(fig)
     return fig
-
-
-def _draw_window(ax: Any, trace: Trace, start: int, stop: int, index: Any, power: float, step: str) -> None:
-    steps = np.arange(start + 1, stop + 1)
-    window = slice(start, stop)
-    marker = {"marker": "o", "markersize": 2.5, "linestyle": "none"}
-    ax.plot(
-        steps,
-        _series(trace, "grad", index)[window],
-        marker="x",
-        markersize=4,
-        linestyle="none",
-        color="tab:cyan",
-        label=_FIELD_LABELS["grad"],
-    )
-    ax.plot(steps, _series(trace, "mu", index)[window], color="red", label=_FIELD_LABELS["mu"], **marker)
-    ax.plot(steps, _series(trace, "mu_hat", index)[window], color="orange", label=_FIELD_LABELS["mu_hat"], **marker)
-    ax.plot(
-        steps,
-        _root(_series(trace, "nu", index)[window], power),
-        color="lime",
-        label=_root_label("v_t", power),
-        **marker,
-    )
-    ax.plot(
-        steps,
-        _series(trace, "denom", index)[window],
-        color="darkgreen",
-        label=_root_label(r"\hat v_t", power) + r" $+\ \epsilon$",
-        **marker,
-    )
-    ax.plot(steps, _series(trace, step, index)[window], color="blue", label=_FIELD_LABELS[step], **marker)
-    ax.axhline(0.0, color="black", linewidth=1.5)
-    ax.set_xlim(start + 0.5, stop + 0.5)
-    ax.grid(True)
 
 
 def windows(
@@ -216,123 +371,725 @@ def windows(
     window: int = 200,
     *,
     index: Any = None,
-    power: float = 2.0,
+    power: float | None = None,
     step: str = "direction",
     title: str | None = None,
-    figsize: tuple[float, float] = (12, 9),
+    figsize: tuple[float, float] = (13, 7.5),
 ) -> Figure:
-    r"""Seed 002's figure for long runs: the first and the last ``window`` steps, one panel each.
+    r"""A long run's first and last ``window`` steps side by side: the start, where bias correction acts, and the steady state.
 
-    Each panel shows, as markers, the gradient, :math:`m_t`, :math:`\hat m_t`,
-    the root of the raw moment :math:`v_t^{1/p}`, the denominator
-    :math:`\hat v_t^{1/p} + \epsilon` and the step, so the start (where bias
-    correction matters) and the steady state can be read side by side.
+    The upper row shows, as markers, the gradient, :math:`m_t`, :math:`\hat
+    m_t`, the root of the raw moment :math:`v_t^{1/p}` and the denominator
+    :math:`\hat v_t^{1/p} + \epsilon`; the lower row the step, on its own axis.
 
     Args:
       trace: a :class:`adamjax.Trace`.
-      window: steps per panel, ``1 <= window <= T``.
+      window: steps per column, ``1 <= window <= T``.
       index: which coordinate to draw when each step holds an array.
       power: the moment's order :math:`p` (the raw moment's root is drawn as
-        :math:`v_t^{1/p}`; ``math.inf`` draws :math:`v_t` itself).
+        :math:`v_t^{1/p}`); by default the trace's own.
       step: ``"direction"`` or ``"update"``, as in :func:`trace`.
-      title: the figure's title.
+      title: the figure's title; by default the question it answers.
       figsize: in inches.
 
     Returns:
-      A ``matplotlib.figure.Figure`` with two axes.
+      A ``matplotlib.figure.Figure`` with four axes: moments (first, last)
+      above, steps (first, last) below.
+
+    Examples:
+      >>> import adamjax
+      >>> trace = adamjax.simulate(adamjax.adam(1e-3), adamjax.signals.swinging_soft(1000))
+      >>> [ax.get_title() for ax in adamjax.plot.windows(trace, 100).axes]
+      ['first 100 steps', 'last 100 steps', '', '']
     """
     step = _check_step(step)
+    power = _power(trace, power)
     total = _series(trace, "grad", index).shape[0]
     window = _check_window(window, total)
     fig = _new_figure(figsize)
-    first, last = fig.subplots(2, 1)
-    _draw_window(first, trace, 0, window, index, float(power), step)
-    _draw_window(last, trace, total - window, total, index, float(power), step)
-    first.set_title(f"first {window} steps")
-    last.set_title(f"last {window} steps")
-    last.set_xlabel("step $t$")
-    first.legend(loc="upper right", fontsize="small")
-    if title:
-        fig.suptitle(title)
+    axes = fig.subplots(2, 2, sharex="col", height_ratios=(3, 2))
+    marker = {"marker": "o", "markersize": 2.5, "linestyle": "none"}
+    curves = (
+        ("grad", _FIELD_LABELS["grad"], "tab:cyan", {"marker": "x", "markersize": 4, "linestyle": "none"}),
+        ("mu", "$m_t$", "red", marker),
+        ("mu_hat", r"$\hat m_t$", "orange", marker),
+        ("raw_root", _root_label("v_t", power), "lime", marker),
+        ("denom", _root_label(r"\hat v_t", power) + r" $+\ \epsilon$", "darkgreen", marker),
+    )
+    for column, start in enumerate((0, total - window)):
+        steps = np.arange(start + 1, start + window + 1)
+        span = slice(start, start + window)
+        top, bottom = axes[0, column], axes[1, column]
+        for field, label, color, style in curves:
+            if field == "raw_root":
+                values = _root(_series(trace, "nu", index), power)
+            else:
+                values = _series(trace, field, index)
+            top.plot(steps, values[span], color=color, label=label, **style)
+        bottom.plot(steps, _series(trace, step, index)[span], color="blue", label=_FIELD_LABELS[step], **marker)
+        top.set_title(f"{'first' if column == 0 else 'last'} {window} steps")
+        _finish_axes(top, "gradient and moments", False, False)
+        _finish_axes(bottom, _FIELD_LABELS[step], True, False)
+        bottom.set_xlim(start + 0.5, start + window + 0.5)
+    _title(fig, "How does Adam start, and where does it settle?", [trace], title)
+    _legend(fig)
     return fig
 
 
-def _as_mapping(traces: Mapping[str, Trace] | Trace, labels: Sequence[str] | None) -> dict[str, Trace]:
-    if isinstance(traces, Mapping):
-        if labels is not None:
-            raise ValueError("`adamjax.plot.compare(labels=...)` is only for a stacked Trace; a mapping has its keys.")
-        if not traces:
-            raise ValueError("`adamjax.plot.compare(traces)` needs at least one trace.")
-        return dict(traces)
-    if labels is None:
+def _as_runs(runs: Any, grads: Any, labels: Sequence[str] | None) -> dict[str, dict[str, Trace]]:
+    """``{signal name: {run label: Trace}}`` from what :func:`compare` accepts."""
+    from adamjax import _core
+    from adamjax._simulate import Trace, simulate
+
+    if isinstance(runs, Trace):
+        if labels is None:
+            raise ValueError(
+                "`adamjax.plot.compare(trace, labels=...)`: a single Trace is read as a stack of runs (its leading "
+                "axis, as `jax.vmap` returns); pass one label per run, or pass a mapping {label: trace}."
+            )
+        labels = list(labels)
+        count = np.shape(runs.grad)[0]
+        if len(labels) != count:
+            raise ValueError(
+                f"`adamjax.plot.compare(labels=...)` needs {count} labels (one per run); got {len(labels)}."
+            )
+        runs = {label: jax.tree.map(lambda x, i=i: x[i], runs) for i, label in enumerate(labels)}
+    elif labels is not None:
+        raise ValueError("`adamjax.plot.compare(labels=...)` is only for a stacked Trace; a mapping has its keys.")
+    if not isinstance(runs, Mapping) or not runs:
         raise ValueError(
-            "`adamjax.plot.compare(trace, labels=...)`: a single Trace is read as a stack of runs (its leading "
-            "axis, as `jax.vmap` returns); pass one label per run, or pass a mapping {label: trace}."
+            "`adamjax.plot.compare(runs)` needs a non-empty mapping {name: optimizer, config or Trace}; "
+            f"got {type(runs).__name__}."
         )
-    labels = list(labels)
-    count = np.shape(traces.grad)[0]
-    if len(labels) != count:
-        raise ValueError(f"`adamjax.plot.compare(labels=...)` needs {count} labels (one per run); got {len(labels)}.")
-    return {label: jax.tree.map(lambda x, i=i: x[i], traces) for i, label in enumerate(labels)}
+    if grads is None:
+        signal_map: dict[str, Any] = {}
+    elif isinstance(grads, Mapping):
+        signal_map = dict(grads)
+    else:
+        signal_map = {"": grads}
+
+    def optimizer(name: str, value: Any) -> Any:
+        if isinstance(value, _core.AdamConfig):
+            return _core.transformation(value)
+        if isinstance(value, Mapping):
+            from adamjax import scale_by_adam
+
+            return scale_by_adam(**value)
+        if callable(getattr(value, "init", None)) and callable(getattr(value, "update", None)):
+            return value
+        raise TypeError(
+            f"`adamjax.plot.compare(runs=...)`: {name!r} must be a Trace, an optax GradientTransformation, an "
+            f"adamjax.AdamConfig or a dict of scale_by_adam arguments; got {type(value).__name__}."
+        )
+
+    if not signal_map:
+        traces = {}
+        for name, value in runs.items():
+            if not isinstance(value, Trace):
+                raise ValueError(
+                    f"`adamjax.plot.compare(runs, grads=...)`: {name!r} is an optimizer, so pass the gradient "
+                    "signal(s) to run it on as `grads`."
+                )
+            traces[name] = value
+        return {"": traces}
+    built = {name: value if isinstance(value, Trace) else optimizer(name, value) for name, value in runs.items()}
+    return {
+        signal: {name: value if isinstance(value, Trace) else simulate(value, g) for name, value in built.items()}
+        for signal, g in signal_map.items()
+    }
+
+
+def _spans(total: int, window: int | None, spans: Sequence[Any] | None) -> list[tuple[int, int, str]]:
+    if window is not None and spans is not None:
+        raise ValueError("`adamjax.plot.compare`: pass `window=` or `spans=`, not both.")
+    if window is not None:
+        window = _check_window(window, total)
+        return [(0, window, f"first {window} steps"), (total - window, total, f"last {window} steps")]
+    if spans is None:
+        return [(0, total, "")]
+    found = []
+    for span in spans:
+        start, stop, *name = span
+        if not (
+            isinstance(start, (int, np.integer)) and isinstance(stop, (int, np.integer)) and 0 <= start < stop <= total
+        ):
+            raise ValueError(
+                f"`adamjax.plot.compare(spans=...)`: each span is (start, stop[, name]) with 0 <= start < stop <= "
+                f"{total}; got {span!r}."
+            )
+        found.append((int(start), int(stop), name[0] if name else f"steps {start + 1} to {stop}"))
+    return found
 
 
 def compare(
-    traces: Mapping[str, Trace] | Trace,
+    runs: Mapping[str, Any] | Trace,
+    grads: Any = None,
     *,
     labels: Sequence[str] | None = None,
-    fields: Sequence[str] = ("direction", "denom"),
+    fields: Sequence[str] = ("denom", "direction"),
+    show_grad: bool = True,
     window: int | None = None,
+    spans: Sequence[Any] | None = None,
+    log_steps: bool = False,
     index: Any = None,
     title: str | None = None,
     figsize: tuple[float, float] | None = None,
 ) -> Figure:
-    r"""Several runs on one figure: one curve per variant or setting, one row per field.
+    r"""Several optimizers side by side on the same signals: one curve per optimizer, one row per quantity.
 
-    For example Adam against a p-th power moment, centered against not, or a
-    sweep of ``b2`` values (a stacked trace from ``jax.vmap`` with ``labels``).
+    The first row draws the gradient (once per signal: it is the same for every
+    run), then one row per field. Columns are the signals, each cut into
+    ``spans`` or, with ``window``, into its first and last ``window`` steps.
+    The figure's title says what all runs share (read from each trace's
+    settings) and the legend names each run; where two runs draw the same
+    curve, the second is drawn thinner, dashed and marked, and the legend says
+    they coincide.
 
     Args:
-      traces: a mapping ``{label: Trace}``, or one Trace whose leading axis
-        indexes the runs (what ``jax.vmap`` over :func:`adamjax.simulate`
-        returns) together with ``labels``.
+      runs: a mapping from a name to an optimizer (any optax transformation
+        containing an adamjax core), an :class:`adamjax.AdamConfig`, a dict of
+        :func:`adamjax.scale_by_adam` arguments, or an already simulated
+        :class:`adamjax.Trace`; or one Trace whose leading axis indexes the
+        runs (what ``jax.vmap`` over :func:`adamjax.simulate` returns) with
+        ``labels``.
+      grads: the gradient signal to run the optimizers on (a ``[T]`` array),
+        or a mapping ``{name: signal}`` for one column per signal; not needed
+        when ``runs`` holds traces only.
       labels: one label per run of a stacked trace.
-      fields: the Trace fields to draw, one row each (``"grad"``,
-        ``"mu_hat"``, ``"denom"``, ``"direction"``, ``"update"``,
-        ``"params"``, ...).
-      window: ``None`` draws the whole run; an integer draws two columns, the
-        first and the last ``window`` steps (seed 002's view of long runs).
+      fields: the Trace fields to draw below the gradient, one row each
+        (``"mu_hat"``, ``"nu_hat"``, ``"denom"``, ``"direction"``,
+        ``"update"``, ``"params"``, ``"nu_max"``, ...).
+      show_grad: draw the gradient row.
+      window: draw the first and the last ``window`` steps of each signal.
+      spans: instead, parts of each signal to draw side by side, as
+        ``(start, stop)`` or ``(start, stop, name)`` with zero-based ``start``
+        and exclusive ``stop`` -- each part gets its own vertical scale, so a
+        ±0.001 stretch is not flattened by a ±1 one.
+      log_steps: a logarithmic step axis.
       index: which coordinate to draw when each step holds an array.
-      title: the figure's title.
+      title: the figure's title (the question the comparison answers).
       figsize: in inches; by default sized to the grid.
 
     Returns:
       A ``matplotlib.figure.Figure``.
+
+    Raises:
+      ValueError: an unknown field, optimizers without ``grads``, bad
+        ``labels``, ``window`` or ``spans``.
+      TypeError: a run that is neither an optimizer, a config nor a trace.
+
+    Examples:
+      >>> import adamjax
+      >>> runs = {"adam": adamjax.adam(1e-3), "centered": adamjax.adam(1e-3, centered=True)}
+      >>> fig = adamjax.plot.compare(runs, {"sine": adamjax.signals.sine(300),
+      ...                                   "pulses": adamjax.signals.pulses()})
+      >>> len(fig.axes)  # (gradient, denominator, step) x two signals
+      6
     """
-    runs = _as_mapping(traces, labels)
+    return compare_traces(
+        _as_runs(runs, grads, labels),
+        fields=fields,
+        show_grad=show_grad,
+        window=window,
+        spans=spans,
+        log_steps=log_steps,
+        index=index,
+        title=title,
+        figsize=figsize,
+    )
+
+
+def compare_traces(
+    per_signal: Mapping[str, Mapping[str, Trace]],
+    *,
+    fields: Sequence[str] = ("denom", "direction"),
+    show_grad: bool = True,
+    window: int | None = None,
+    spans: Sequence[Any] | None = None,
+    log_steps: bool = False,
+    index: Any = None,
+    title: str | None = None,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    r""":func:`compare` for runs already simulated on several signals: ``{signal: {run name: Trace}}``.
+
+    One column (or one per span) for each signal; the arguments are those of
+    :func:`compare`. A run without a field (``nu_max`` of a run without
+    AMSGrad) is left out of that row.
+
+    Examples:
+      >>> import adamjax
+      >>> tx = adamjax.adam(1e-3)
+      >>> runs = {name: {"adam": adamjax.simulate(tx, g)}
+      ...         for name, g in [("sine", adamjax.signals.sine(300)), ("pulses", adamjax.signals.pulses())]}
+      >>> [ax.get_title() for ax in adamjax.plot.compare_traces(runs).axes[:2]]
+      ['sine', 'pulses']
+    """
+    per_signal = {signal: dict(traces) for signal, traces in per_signal.items()}
+    if not per_signal or not all(per_signal.values()):
+        raise ValueError("`adamjax.plot.compare_traces` needs at least one trace per signal.")
     fields = list(fields)
-    if not fields:
-        raise ValueError("`adamjax.plot.compare(fields=...)` needs at least one field.")
-    series = {label: {field: _series(run, field, index) for field in fields} for label, run in runs.items()}
-    total = min(values.shape[0] for per_field in series.values() for values in per_field.values())
-    spans = [(0, total)] if window is None else [(0, _check_window(window, total)), (total - window, total)]
-    columns = len(spans)
-    fig = _new_figure(figsize or (6.5 * columns + 3, 3.2 * len(fields) + 1))
-    axes = np.asarray(fig.subplots(len(fields), columns, squeeze=False))
-    for row, field in enumerate(fields):
-        for column, (start, stop) in enumerate(spans):
+    if not fields and not show_grad:
+        raise ValueError("`adamjax.plot.compare(fields=...)` needs at least one field (or show_grad=True).")
+    for field in fields:
+        if field not in _FIELD_LABELS:
+            raise ValueError(f"`adamjax.plot`: unknown trace field {field!r}; choose from {', '.join(_FIELD_LABELS)}.")
+    rows = (["grad"] if show_grad else []) + fields
+    columns = []
+    for signal, traces in per_signal.items():
+        for field in rows:
+            if all(getattr(t, field) is None for t in traces.values()):
+                _series(next(iter(traces.values())), field, index)  # raises, naming the field
+        series = {
+            label: {f: _series(t, f, index) for f in rows if getattr(t, f) is not None} for label, t in traces.items()
+        }
+        total = min(v.shape[0] for per_field in series.values() for v in per_field.values())
+        for start, stop, name in _spans(total, window, spans):
+            columns.append((signal, name, start, stop, series))
+    names = _legend_names(per_signal)
+    fig = _new_figure(figsize or (min(5.2 * len(columns), 16) + 3.5, 2.5 * len(rows) + 1.2))
+    axes = np.asarray(fig.subplots(len(rows), len(columns), squeeze=False, sharex="col"))
+    notes: list[str] = []
+    for column, (signal, name, start, stop, series) in enumerate(columns):
+        steps = np.arange(start + 1, stop + 1)
+        for row, field in enumerate(rows):
             ax = axes[row, column]
-            steps = np.arange(start + 1, stop + 1)
-            for label, per_field in series.items():
-                ax.plot(steps, per_field[field][start:stop], linewidth=1.2, label=label)
-            ax.axhline(0.0, color="black", linewidth=0.6)
-            ax.grid(True, alpha=0.4)
-            if column == 0:
-                ax.set_ylabel(_FIELD_LABELS[field])
-            if row == 0 and window is not None:
-                ax.set_title(f"{'first' if column == 0 else 'last'} {stop - start} steps")
-            if row == len(fields) - 1:
-                ax.set_xlabel("step $t$")
-    axes[0, -1].legend(loc="best", fontsize="small")
-    if title:
-        fig.suptitle(title)
+            curves = {label: per_field[field][start:stop] for label, per_field in series.items() if field in per_field}
+            if field == "grad":
+                first_label, first = next(iter(curves.items()))
+                if all(np.array_equal(first, other) for other in curves.values()):
+                    ax.plot(
+                        steps,
+                        first,
+                        color="0.45",
+                        linewidth=1,
+                        label="gradient $g_t$ (the same for all)",
+                        **({"marker": "o", "markersize": 3} if len(steps) <= 40 else {}),
+                    )
+                else:
+                    notes += _draw_curves(ax, steps, curves, "gradient", log_steps, names)
+            else:
+                notes += _draw_curves(ax, steps, curves, _FIELD_LABELS[field], log_steps, names)
+            _finish_axes(ax, _FIELD_LABELS[field], row == len(rows) - 1, log_steps)
+            if row == 0:
+                ax.set_title(" · ".join(part for part in (signal, name) if part))
+    all_traces = [t for traces in per_signal.values() for t in traces.values()]
+    _title(fig, "How do these optimizers differ on the same gradients?", all_traces, title)
+    _legend(fig, notes)
     return fig
+
+
+def _legend_names(per_signal: dict[str, dict[str, Trace]]) -> dict[str, str]:
+    """Each run's legend entry: its name, followed by the settings in which it differs from the others."""
+    labels = list(dict.fromkeys(label for traces in per_signal.values() for label in traces))
+    first = {label: next(ts[label] for ts in per_signal.values() if label in ts) for label in labels}
+    _, varied = _settings_text(list(first.values()))
+    names = {}
+    for label, run in first.items():
+        parts = []
+        for name in varied:
+            value = getattr(run.settings, name)
+            if value is False or value is None or name == "optimizer" or _PLAIN.get(name, object()) == value:
+                continue
+            text = run.settings.describe((name,))
+            if text.lower() not in label.lower():
+                parts.append(text)
+        names[label] = f"{label} ({', '.join(parts)})" if parts else label
+    return names
+
+
+def _simulated(grads: Any, default: Any) -> Any:
+    return default() if grads is None else grads
+
+
+def suppression(
+    grads: Mapping[str, Any] | None = None,
+    *,
+    tx: Any = None,
+    window: int = 200,
+    figsize: tuple[float, float] = (14, 7),
+) -> Figure:
+    r"""Why does the second moment suppress a swinging gradient? One column per signal, its last ``window`` steps.
+
+    :math:`\hat m_t` is a running mean of the gradient and :math:`\sqrt{\hat
+    v_t}` its running root mean square; the swings cancel in the first and
+    not in the second, so the step :math:`\hat m_t / \sqrt{\hat v_t}` settles
+    near mean / RMS of the recent gradients -- small for a gradient that
+    swings around a small mean, near 1 for one that keeps its sign. The lower
+    row draws the step with that ratio as a dashed line.
+
+    Args:
+      grads: ``{name: signal}``; by default ``swinging`` and ``swinging_soft``
+        (10,000 steps, random state 1).
+      tx: the optimizer; by default ``adamjax.scale_by_adam(eps=1e-7)``.
+      window: the steps drawn, at the end of each run.
+      figsize: in inches.
+
+    Returns:
+      A ``matplotlib.figure.Figure``: gradient and moments above, the step
+      below, one column per signal.
+
+    Examples:
+      >>> import adamjax
+      >>> fig = adamjax.plot.suppression({"soft": adamjax.signals.swinging_soft(2000, seed=1)})
+      >>> fig.axes[1].get_lines()[1].get_label()
+      'mean / RMS of $g$ over these steps = 0.942'
+    """
+    from adamjax import scale_by_adam, signals
+    from adamjax._simulate import simulate
+
+    grads = _simulated(
+        grads,
+        lambda: {"swinging": signals.swinging(10_000, seed=1), "swinging_soft": signals.swinging_soft(10_000, seed=1)},
+    )
+    tx = scale_by_adam(eps=1e-7) if tx is None else tx
+    traces = {name: simulate(tx, g) for name, g in grads.items()}
+    fig = _new_figure(figsize)
+    axes = fig.subplots(2, len(traces), squeeze=False, sharex="col", height_ratios=(3, 2))
+    for column, (name, run) in enumerate(traces.items()):
+        total = run.grad.shape[0]
+        size = _check_window(window, total)
+        span = slice(total - size, total)
+        steps = np.arange(total - size + 1, total + 1)
+        grad = _series(run, "grad", None)[span]
+        top, bottom = axes[0, column], axes[1, column]
+        top.plot(steps, grad, color="0.55", linewidth=1, label=_FIELD_LABELS["grad"])
+        top.plot(
+            steps, _series(run, "mu_hat", None)[span], color="tab:orange", linewidth=2, label=r"running mean $\hat m_t$"
+        )
+        top.plot(
+            steps,
+            _series(run, "denom", None)[span],
+            color="tab:green",
+            linewidth=2,
+            label=r"running RMS $\sqrt{\hat v_t} + \epsilon$",
+        )
+        ratio = float(np.mean(grad) / np.sqrt(np.mean(grad**2)))
+        bottom.plot(
+            steps,
+            _series(run, "direction", None)[span],
+            color="tab:blue",
+            linewidth=1.5,
+            label=r"step $\hat m_t / (\sqrt{\hat v_t} + \epsilon)$",
+        )
+        bottom.axhline(
+            ratio,
+            color="black",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"mean / RMS of $g$ over these steps = {ratio:.3f}" if len(traces) == 1 else None,
+        )
+        bottom.annotate(
+            f"mean / RMS = {ratio:.2f}",
+            (steps[0], ratio),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize="small",
+            bbox={"facecolor": "white", "edgecolor": "0.6", "boxstyle": "round,pad=0.2", "alpha": 0.9},
+            zorder=5,
+        )
+        top.set_title(f"{name}: last {size} of {total} steps")
+        _finish_axes(top, "gradient and moments", False, False)
+        _finish_axes(bottom, "step (before the learning rate)", True, False)
+        bottom.set_ylim(min(0.0, bottom.get_ylim()[0]), max(1.05, bottom.get_ylim()[1]))
+    if len(traces) > 1:
+        from matplotlib.lines import Line2D
+
+        axes[1, 0].add_artist(Line2D([], [], color="black", linestyle="--", label="mean / RMS of $g$ over these steps"))
+    _title(
+        fig,
+        "Why does the second moment suppress a swinging gradient? The step settles near mean / RMS",
+        list(traces.values()),
+        None,
+    )
+    _legend(fig)
+    return fig
+
+
+def bias_correction(
+    grads: Any = None,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    figsize: tuple[float, float] = (12, 7.5),
+) -> Figure:
+    r"""What does bias correction do at the first steps? With and without it, on a logarithmic step axis.
+
+    The moments start at zero, so :math:`m_1 = (1-\beta_1) g_1` and
+    :math:`v_1 = (1-\beta_2) g_1^2`; dividing by :math:`1-\beta^t` restores
+    :math:`\hat m_1 = g_1`, :math:`\hat v_1 = g_1^2` and a first step of
+    :math:`\pm 1`. Without it the first step is :math:`(1-\beta_1) /
+    \sqrt{1-\beta_2}` (3.16 with the defaults) and it takes about
+    :math:`1/(1-\beta_2)` steps to settle, which a log axis shows.
+
+    Args:
+      grads: the gradient signal; by default a constant 0.01 for 3,000 steps.
+      b1, b2, eps: as in :func:`adamjax.scale_by_adam`.
+      figsize: in inches.
+
+    Returns:
+      A ``matplotlib.figure.Figure`` (rows: gradient, first moment, root of the
+      second moment, step).
+
+    Examples:
+      >>> import adamjax
+      >>> fig = adamjax.plot.bias_correction()
+      >>> fig.axes[-1].get_xscale(), round(float(fig.axes[-1].get_lines()[1].get_ydata()[0]), 3)
+      ('log', 3.162)
+    """
+    import jax.numpy as jnp
+
+    from adamjax import scale_by_adam
+
+    grads = _simulated(grads, lambda: jnp.full(3000, 0.01, jnp.float32))
+    runs = {
+        "with bias correction": scale_by_adam(b1, b2, eps),
+        "no bias correction": scale_by_adam(b1, b2, eps, bias_correction=False),
+    }
+    fig = compare(
+        runs,
+        grads,
+        fields=("mu_hat", "denom", "direction"),
+        log_steps=True,
+        title="What does bias correction do at the first steps? (step axis logarithmic)",
+        figsize=figsize,
+    )
+    return fig
+
+
+def _length(grads: Any) -> int:
+    values = grads.values() if isinstance(grads, Mapping) else [grads]
+    return min(int(np.shape(g)[0]) for g in values)
+
+
+def centered(
+    grads: Mapping[str, Any] | None = None,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-7,
+    window: int = 200,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    r"""What does centering the second moment change? Adam against the centered moment (AdaBelief), per signal.
+
+    The centered moment :math:`s_t = \beta_2 s_{t-1} + (1-\beta_2)(g_t -
+    m_t)^2` measures how far the gradient strays from its running mean rather
+    than how large it is: a consistent gradient gets steps of about mean /
+    spread, far above Adam's cap near 1; a swinging one gets larger steps too,
+    but by much less. Each signal's last ``window`` steps are drawn.
+
+    Args:
+      grads: ``{name: signal}``; by default ``noisy_line`` and ``swinging``
+        (10,000 steps, random state 1).
+      b1, b2, eps: as in :func:`adamjax.scale_by_adam`.
+      window: the steps drawn, at the end of each run.
+      figsize: in inches.
+
+    Returns:
+      A ``matplotlib.figure.Figure`` (rows: gradient, denominator, step; one
+      column per signal).
+
+    Examples:
+      >>> import adamjax
+      >>> fig = adamjax.plot.centered({"line": adamjax.signals.noisy_line(500)}, window=100)
+      >>> len(fig.axes)
+      3
+    """
+    from adamjax import scale_by_adam, signals
+
+    grads = _simulated(
+        grads, lambda: {"noisy_line": signals.noisy_line(10_000, seed=1), "swinging": signals.swinging(10_000, seed=1)}
+    )
+    total = _length(grads)
+    size = _check_window(window, total)
+    runs = {
+        "Adam": scale_by_adam(b1, b2, eps),
+        "centered (AdaBelief)": scale_by_adam(b1, b2, eps, centered=True),
+    }
+    return compare(
+        runs,
+        grads,
+        fields=("denom", "direction"),
+        spans=[(total - size, total, f"last {size} steps")],
+        title="What does centering the second moment change? Adam against the centered moment (AdaBelief)",
+        figsize=figsize,
+    )
+
+
+def amsgrad(
+    grads: Any = None,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    eps: float = 1e-8,
+    figsize: tuple[float, float] = (12, 8),
+) -> Figure:
+    r"""How does AMSGrad's running maximum behave? Adam against AMSGrad, with the maximum drawn.
+
+    AMSGrad keeps :math:`\max_{s \le t} v_s` of the second moment and divides
+    by its (bias-corrected) root, so once the gradients shrink its denominator
+    stays at the largest value seen and its steps shrink, where Adam's second
+    moment decays and its steps recover.
+
+    Args:
+      grads: the gradient signal; by default ``pulses`` (heights falling
+        from 0.4 to 0.05).
+      b1, b2, eps: as in :func:`adamjax.scale_by_adam` (``b2=0.99`` by
+        default, so the moment forgets within the run).
+      figsize: in inches.
+
+    Returns:
+      A ``matplotlib.figure.Figure`` (rows: gradient, second moment and its
+      running maximum, step).
+
+    Examples:
+      >>> import adamjax
+      >>> fig = adamjax.plot.amsgrad()
+      >>> [line.get_label() for line in fig.axes[1].get_lines()[:2]]
+      ['Adam: $v_t$', 'AMSGrad: running maximum $\\max_{s \\leq t} v_s$']
+    """
+    from adamjax import scale_by_adam, signals
+    from adamjax._simulate import simulate
+
+    grads = _simulated(grads, signals.pulses)
+    adam = simulate(scale_by_adam(b1, b2, eps), grads)
+    ams = simulate(scale_by_adam(b1, b2, eps, amsgrad=True), grads)
+    steps = np.arange(1, adam.grad.shape[0] + 1)
+    fig = _new_figure(figsize)
+    axes = fig.subplots(3, 1, sharex=True, height_ratios=(2, 3, 3))
+    small = {"marker": "o", "markersize": 3} if len(steps) <= 200 else {}
+    axes[0].plot(steps, _series(adam, "grad", None), color="0.45", linewidth=1, label="gradient $g_t$", **small)
+    axes[1].plot(steps, _series(adam, "nu", None), color="tab:blue", linewidth=2.2, label="Adam: $v_t$")
+    axes[1].plot(
+        steps,
+        _series(ams, "nu_max", None),
+        color="tab:red",
+        linewidth=1.8,
+        linestyle="--",
+        label=_FIELD_LABELS["nu_max"].replace("running maximum", "AMSGrad: running maximum"),
+    )
+    axes[2].plot(steps, _series(adam, "direction", None), color="tab:blue", linewidth=2.2, label="Adam's step")
+    axes[2].plot(
+        steps,
+        _series(ams, "direction", None),
+        color="tab:red",
+        linewidth=1.6,
+        linestyle="--",
+        label="AMSGrad's step",
+        **small,
+    )
+    axes[0].set_title("the gradient")
+    axes[1].set_title("second moment (before bias correction) and its running maximum")
+    axes[2].set_title("the step: AMSGrad's shrinks once the gradients do")
+    _finish_axes(axes[0], _FIELD_LABELS["grad"], False, False)
+    _finish_axes(axes[1], "second moment $v_t$", False, False)
+    _finish_axes(axes[2], _FIELD_LABELS["direction"], True, False)
+    _title(fig, "How does AMSGrad's running maximum behave?", [adam], None)
+    _legend(fig)
+    return fig
+
+
+def power(
+    grads: Any = None,
+    *,
+    powers: Sequence[float] = (2.0, 4.0, math.inf),
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    spans: Sequence[Any] | None = None,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    r"""What does a p-th power moment change against Adam (p = 2)? One curve per power.
+
+    :math:`v_t = \beta_2 v_{t-1} + (1-\beta_2)|g_t|^p` and the step
+    :math:`\hat m_t / (\hat v_t^{1/p} + \epsilon)`; a larger :math:`p` weighs
+    the large gradients more, :math:`p = \infty` is Adamax (a decaying running
+    maximum of :math:`|g|`, not bias-corrected).
+
+    Args:
+      grads: the gradient signal; by default ``patterns``, drawn as its three
+        parts (the 1, 0 alternation, the blocks, the ±0.001 alternation) each
+        on its own vertical scale.
+      powers: the values of :math:`p`.
+      b1, b2, eps: as in :func:`adamjax.scale_by_adam`.
+      spans: parts of the signal to draw side by side, as in :func:`compare`.
+      figsize: in inches.
+
+    Returns:
+      A ``matplotlib.figure.Figure``.
+
+    Examples:
+      >>> import adamjax
+      >>> fig = adamjax.plot.power()
+      >>> [ax.get_title() for ax in fig.axes[:3]]
+      ['1, 0, 1, 0, ...', 'blocks', '±0.001 alternating']
+    """
+    from adamjax import scale_by_adam, signals
+
+    if grads is None:
+        grads = signals.patterns()
+        if spans is None:
+            spans = [(0, 60, "1, 0, 1, 0, ..."), (60, 120, "blocks"), (120, 162, "±0.001 alternating")]
+    runs = {
+        ("Adam (p=2)" if p == 2 else ("Adamax (p=inf)" if math.isinf(p) else f"p={p:g}")): scale_by_adam(
+            b1, b2, eps, power=p
+        )
+        for p in powers
+    }
+    return compare(
+        runs,
+        grads,
+        fields=("denom", "direction"),
+        spans=spans,
+        title="What does a p-th power moment change against Adam (p=2)?",
+        figsize=figsize,
+    )
+
+
+def b2_sweep(
+    grads: Any = None,
+    *,
+    b2s: Sequence[float] = (0.9, 0.99, 0.999),
+    b1: float = 0.9,
+    eps: float = 1e-8,
+    window: int | None = 200,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    r"""What does ``b2`` change? One curve per value: the second moment's memory is about :math:`1/(1-\beta_2)` steps.
+
+    A short memory follows the gradient's swings, so the denominator rises
+    and falls with them and the step stays near :math:`\pm 1`; a long one
+    averages them out and the step follows the gradient's sign and size.
+
+    Args:
+      grads: the gradient signal; by default ``swinging`` (2,000 steps,
+        random state 1).
+      b2s: the values of :math:`\beta_2`.
+      b1, eps: as in :func:`adamjax.scale_by_adam`.
+      window: draw the first and the last ``window`` steps (``None``: the
+        whole run).
+      figsize: in inches.
+
+    Returns:
+      A ``matplotlib.figure.Figure``.
+
+    Examples:
+      >>> import adamjax
+      >>> fig = adamjax.plot.b2_sweep(adamjax.signals.sine(300), window=None)
+      >>> [line.get_label() for line in fig.axes[-1].get_lines()[:3]]
+      ['b2=0.9', 'b2=0.99', 'b2=0.999']
+    """
+    from adamjax import scale_by_adam, signals
+
+    grads = _simulated(grads, lambda: signals.swinging(2000, seed=1))
+    runs = {f"b2={b2:g}": scale_by_adam(b1, b2, eps) for b2 in b2s}
+    return compare(
+        runs,
+        grads,
+        fields=("denom", "direction"),
+        window=window if window is None or window * 2 < _length(grads) else None,
+        title=r"What does b2 change? The second moment remembers about $1/(1-\beta_2)$ steps",
+        figsize=figsize,
+    )

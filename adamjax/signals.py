@@ -1,14 +1,14 @@
-r"""Gradient streams for :func:`adamjax.simulate`, from the seed simulators.
+r"""Gradient streams for :func:`adamjax.simulate`: patterns, waves and noisy signals one weight might see.
 
 Each function returns a float array of shape ``[T]`` (``T = steps``): the
 gradient one weight sees at steps :math:`t = 1, \dots, T`. The deterministic
-part is computed in float64 with NumPy (the seeds' own arithmetic) and rounded
+part is computed in float64 with NumPy and rounded
 once to ``dtype``; the random ones are reproducible from ``seed``, an integer
 or a ``jax.random`` key, and draw their noise with ``jax.random``.
 
 Fixed patterns (:func:`alternating`, :func:`blocks`, :func:`small_alternating`,
 :func:`patterns`, :func:`pulses`) repeat cyclically when ``steps`` is longer
-than the seed's list and are cut when it is shorter.
+than the pattern and are cut when it is shorter.
 
 Examples:
   >>> from adamjax import signals
@@ -81,7 +81,7 @@ def _cycle(func: str, pattern: Sequence[float], steps: Any, dtype: Any) -> jax.A
 def uniform(
     steps: int = 200, *, seed: Any = 0, low: float = 0.0, high: float = 1.0, dtype: Any = jnp.float32
 ) -> jax.Array:
-    r"""Independent uniform gradients in [low, high) (seed 000's default stream).
+    r"""Independent uniform gradients in [low, high).
 
     :math:`g_t \sim U[\text{low}, \text{high})`, independently for each step.
 
@@ -99,7 +99,7 @@ def uniform(
 
 
 def alternating(steps: int = 60, *, high: float = 1.0, low: float = 0.0, dtype: Any = jnp.float32) -> jax.Array:
-    r"""Seed 000's high-frequency pattern: high, low, high, low, ...
+    r"""A high-frequency pattern: high, low, high, low, ...
 
     :math:`g_t = \text{high}` for odd :math:`t` and ``low`` for even :math:`t`.
     With the defaults, ``1, 0, 1, 0, ...``: the gradient's mean is 1/2 but Adam's
@@ -107,7 +107,7 @@ def alternating(steps: int = 60, *, high: float = 1.0, low: float = 0.0, dtype: 
     pulses' height, not the mean.
 
     Args:
-      steps: the length ``T`` (60 in the seed).
+      steps: the length ``T`` (default 60).
       high, low: the two values.
       dtype: the output dtype.
     """
@@ -126,27 +126,27 @@ def _block_pattern() -> list[float]:
 
 
 def blocks(steps: int = 60, *, dtype: Any = jnp.float32) -> jax.Array:
-    r"""The lower-frequency pattern of seed 000: three blocks of 20 steps.
+    r"""A lower-frequency pattern: three blocks of 20 steps.
 
     Each block is 8 zero gradients, a short rise, then a plateau held to the
     block's end: plateaus 0.5 (rise 0.1, 0.7), 0.3 (rise 0.1, 0.5, 0.5) and 0.1
     (rise 0.05, 0.15).
 
     Args:
-      steps: the length ``T`` (60 in the seed).
+      steps: the length ``T`` (default 60).
       dtype: the output dtype.
     """
     return _cycle("blocks", _block_pattern(), steps, dtype)
 
 
 def small_alternating(steps: int = 42, *, amplitude: float = 0.001, dtype: Any = jnp.float32) -> jax.Array:
-    r"""Seed 000's high-frequency, low-amplitude pattern centred on zero: -a, +a, -a, ...
+    r"""A high-frequency, low-amplitude pattern centred on zero: -a, +a, -a, ...
 
     :math:`g_t = (-1)^t a`, so ``-0.001, 0.001, -0.001, ...``: Adam normalises the amplitude away, so the
     steps are as large as for a gradient a thousand times larger.
 
     Args:
-      steps: the length ``T`` (42 in the seed).
+      steps: the length ``T`` (default 42).
       amplitude: :math:`a`.
       dtype: the output dtype.
     """
@@ -154,13 +154,13 @@ def small_alternating(steps: int = 42, *, amplitude: float = 0.001, dtype: Any =
 
 
 def patterns(steps: int = 162, *, dtype: Any = jnp.float32) -> jax.Array:
-    r"""Seed 000's "specific pattern" list: alternating (60), blocks (60), then small_alternating (42).
+    r"""Three patterns in a row: alternating (60 steps), blocks (60), then small_alternating (42).
 
     The concatenation of :func:`alternating`, :func:`blocks` and
-    :func:`small_alternating` at their seed lengths.
+    :func:`small_alternating` at their default lengths.
 
     Args:
-      steps: the length ``T`` (162 in the seed).
+      steps: the length ``T`` (default 162).
       dtype: the output dtype.
     """
     pattern = [1.0, 0.0] * 30 + _block_pattern() + [-0.001, 0.001] * 21
@@ -180,13 +180,13 @@ _PULSE_AMPLITUDES = (
 
 
 def pulses(steps: int = 120, *, dtype: Any = jnp.float32) -> jax.Array:
-    r"""Seed 000's "yet another pattern": positive pulses every other step, with decreasing heights.
+    r"""Positive pulses every other step, with decreasing heights.
 
     :math:`g_{2k-1} = a_k` and :math:`g_{2k} = 0`, the heights :math:`a_k`
-    falling from about 0.4 to 0.05 over 60 pulses as in the seed's list.
+    falling from about 0.4 to 0.05 over 60 pulses.
 
     Args:
-      steps: the length ``T`` (120 in the seed).
+      steps: the length ``T`` (default 120).
       dtype: the output dtype.
     """
     pattern = [value for amplitude in _PULSE_AMPLITUDES for value in (amplitude, 0.0)]
@@ -194,9 +194,9 @@ def pulses(steps: int = 120, *, dtype: Any = jnp.float32) -> jax.Array:
 
 
 def sine(steps: int = 300, *, cycles: float = 10.0, amplitude: float = 1.0, dtype: Any = jnp.float32) -> jax.Array:
-    r"""A sine wave with ``cycles`` periods over the run (seed 000's sine).
+    r"""A sine wave with ``cycles`` periods over the run.
 
-    :math:`g_t = a \sin(2\pi c\, (t-1)/(T-1))`; the defaults give seed 000's
+    :math:`g_t = a \sin(2\pi c\, (t-1)/(T-1))`; the defaults give
     ``np.sin(np.linspace(0, 20*np.pi, 300))``.
 
     Args:
@@ -224,7 +224,7 @@ def swinging(
     seed: Any = 0,
     dtype: Any = jnp.float32,
 ) -> jax.Array:
-    r"""Seed 002's ``build_swinging``: superposed sines with Gaussian noise.
+    r"""Superposed sines with Gaussian noise: a gradient that swings between about -20 and 30 around 5.
 
     With :math:`P` = ``periods`` and :math:`s = (t-1)/(T-1) \in [0, 1]`:
 
@@ -234,9 +234,9 @@ def swinging(
             + \sigma \xi_t, \qquad \xi_t \sim \mathcal N(0, 1)
 
     Args:
-      steps: the length ``T`` (10,000 in the seed).
-      periods: :math:`P`; by default ``T / 50`` as in the seed.
-      noise: :math:`\sigma \ge 0`, the noise's standard deviation (1.0 in the seed).
+      steps: the length ``T`` (default 10,000).
+      periods: :math:`P`; by default ``T / 50``.
+      noise: :math:`\sigma \ge 0`, the noise's standard deviation (default 1.0).
       seed: an integer or a ``jax.random`` key.
       dtype: the output dtype.
     """
@@ -257,7 +257,7 @@ def swinging_soft(
     seed: Any = 0,
     dtype: Any = jnp.float32,
 ) -> jax.Array:
-    r"""Seed 002's ``build_swinging_soft``: a sine around 10 with Gaussian noise.
+    r"""A sine around 10 with Gaussian noise: a gradient that swings but never changes sign.
 
     .. math::
 
@@ -267,9 +267,9 @@ def swinging_soft(
     :math:`\hat m / \sqrt{\hat v} \approx 10 / \sqrt{10^2 + 5^2/2} \approx 0.94`.
 
     Args:
-      steps: the length ``T`` (10,000 in the seed).
-      periods: :math:`P`; by default ``T / 50`` as in the seed.
-      noise: :math:`\sigma \ge 0` (0.5 in the seed).
+      steps: the length ``T`` (default 10,000).
+      periods: :math:`P`; by default ``T / 50``.
+      noise: :math:`\sigma \ge 0` (default 0.5).
       seed: an integer or a ``jax.random`` key.
       dtype: the output dtype.
     """
@@ -288,10 +288,10 @@ def noisy_line(
     seed: Any = 0,
     dtype: Any = jnp.float32,
 ) -> jax.Array:
-    r"""A straight line with Gaussian noise (seed 002's third plot).
+    r"""A straight line with Gaussian noise.
 
-    :math:`g_t = c + k (t-1) + \sigma \xi_t`, :math:`\xi_t \sim \mathcal N(0, 1)`. The seed shows no formula; the defaults follow its description (a level of
-    5 with little noise, which Adam turns into steps of about 1).
+    :math:`g_t = c + k (t-1) + \sigma \xi_t`, :math:`\xi_t \sim \mathcal N(0, 1)`. The defaults
+    are a level of 5 with little noise, which Adam turns into steps of about 1.
 
     Args:
       steps: the length ``T``.
@@ -329,7 +329,7 @@ def by_name(name: str, steps: int | None = None, *, seed: Any = 0, dtype: Any = 
 
     Args:
       name: one of :data:`NAMES`.
-      steps: the length; ``None`` for the signal's default (the seed's length).
+      steps: the length; ``None`` for the signal's default length.
       seed: used by the random signals (``uniform``, ``swinging``,
         ``swinging_soft``, ``noisy_line``), ignored by the others.
       dtype: the output dtype.

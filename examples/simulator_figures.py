@@ -1,12 +1,20 @@
-"""The seed simulators' figures, drawn by adamjax and written to PNG files.
+"""One figure per question about Adam, drawn by adamjax's simulator and written to PNG files.
 
-Seed 000 fed short gradient patterns through Adam and plotted the gradient,
-the bias-corrected first moment, the root of the second moment, their trends
-and the step; it also tried a 4th-power moment with its own decay. Seed 002
-ran 10,000 steps of swinging, noisy gradients and looked at the first and the
-last 200 steps, and asked what a centered second moment would change.
+Each figure feeds a gradient stream through adamjax's own Adam core and asks
+one question in its title:
 
-Run: ``python examples/simulator_figures.py [--out figures]``
+  swinging_suppressed  why does the second moment suppress a swinging gradient?
+  bias_correction      what does bias correction do at the first steps?
+  centered             what does centering the second moment change?
+  amsgrad              how does AMSGrad's running maximum behave?
+  power                what does a p-th power moment change against Adam?
+  b2_sweep             what does b2 change?
+  family               how do the Adam variants differ on the same gradients?
+  sine                 what does Adam make of a sine (moments and step)?
+  swinging_windows     how does Adam start on a long swinging run, and where does it settle?
+
+Run: ``python examples/simulator_figures.py --out figures`` (``--only
+bias_correction,amsgrad`` for a few).
 """
 
 from __future__ import annotations
@@ -19,67 +27,58 @@ import adamjax
 from adamjax import plot, signals
 from adamjax._progress import progress
 
-EPS_SEED002 = 1e-7  # seed 002's epsilon
 
-
-def seed000_figure(signal: Callable[[], object], title: str) -> Callable[[], object]:
-    def draw():
-        trace = adamjax.simulate(adamjax.scale_by_adam(0.9, 0.999, 1e-8), signal())
-        return plot.trace(trace, title=f"Adam simulator: {title}")
-
-    return draw
-
-
-def seed000_power4():
-    # Seed 000's toy model: a 4th-power moment and 4th root with its own decay 0.99.
-    grads = signals.sine(300)
+def family():
     runs = {
-        "Adam (p=2, b2=0.999)": adamjax.simulate(adamjax.scale_by_adam(0.9, 0.999, 1e-8), grads),
-        "p=4, b2=0.99": adamjax.simulate(adamjax.scale_by_adam(0.9, 0.99, 1e-8, power=4.0), grads),
-        "p=2, b2=0.99": adamjax.simulate(adamjax.scale_by_adam(0.9, 0.99, 1e-8), grads),
+        "adam": adamjax.adam(1e-3),
+        "amsgrad": adamjax.amsgrad(1e-3),
+        "adabelief": adamjax.adabelief(1e-3),
+        "adamax": adamjax.adamax(1e-3),
+        "nadam": adamjax.nadam(1e-3),
     }
-    return plot.compare(runs, fields=("grad", "denom", "direction"), title="p-th power moment on a sine")
-
-
-def seed002_figure(signal: Callable[[], object], title: str) -> Callable[[], object]:
-    def draw():
-        trace = adamjax.simulate(adamjax.scale_by_adam(0.9, 0.999, EPS_SEED002), signal())
-        return plot.windows(trace, 200, title=title)
-
-    return draw
-
-
-def seed002_centered():
-    grads = signals.swinging_soft(10_000, seed=1)
-    runs = {
-        "Adam": adamjax.simulate(adamjax.scale_by_adam(0.9, 0.999, EPS_SEED002), grads),
-        "centered (AdaBelief)": adamjax.simulate(adamjax.scale_by_adam(0.9, 0.999, EPS_SEED002, centered=True), grads),
-    }
-    return plot.compare(runs, fields=("denom", "direction"), window=200, title="centered second moment, swinging_soft")
+    return plot.compare(
+        runs,
+        {"sine": signals.sine(300), "pulses": signals.pulses()},
+        title="How do the Adam variants differ on the same gradients?",
+    )
 
 
 FIGURES: dict[str, Callable[[], object]] = {
-    "seed000_uniform": seed000_figure(lambda: signals.uniform(200, seed=0), "uniform random gradients"),
-    "seed000_patterns": seed000_figure(signals.patterns, "1/0, blocks and ±0.001 patterns"),
-    "seed000_pulses": seed000_figure(signals.pulses, "pulses of decreasing height"),
-    "seed000_sine": seed000_figure(lambda: signals.sine(300), "sine"),
-    "seed000_power4": seed000_power4,
-    "seed002_swinging": seed002_figure(lambda: signals.swinging(10_000, seed=1), "swinging (noise 1.0)"),
-    "seed002_swinging_soft": seed002_figure(lambda: signals.swinging_soft(10_000, seed=1), "swinging_soft (noise 0.5)"),
-    "seed002_noisy_line": seed002_figure(lambda: signals.noisy_line(10_000, seed=1), "noisy line at 5"),
-    "seed002_centered": seed002_centered,
+    "swinging_suppressed": plot.suppression,
+    "bias_correction": plot.bias_correction,
+    "centered": plot.centered,
+    "amsgrad": plot.amsgrad,
+    "power": plot.power,
+    "b2_sweep": plot.b2_sweep,
+    "family": family,
+    "sine": lambda: plot.trace(
+        adamjax.simulate(adamjax.scale_by_adam(), signals.sine(300)), title="What does Adam make of a sine?"
+    ),
+    "swinging_windows": lambda: plot.windows(
+        adamjax.simulate(adamjax.scale_by_adam(eps=1e-7), signals.swinging(10_000, seed=1)), 200
+    ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="figures", help="directory for the PNG files (created if missing)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="figures: " + ", ".join(FIGURES),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--out", default="figures", help="folder for the PNG files (created if missing)")
+    parser.add_argument("--only", default="all", help="comma-separated names of the figures to draw, or all")
+    parser.add_argument("--dpi", type=int, default=100, help="resolution of the PNG files")
     args = parser.parse_args(argv)
+    names = list(FIGURES) if args.only == "all" else [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FIGURES]
+    if unknown:
+        parser.error(f"argument --only: unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, draw in progress(FIGURES.items(), desc="figures"):
-        draw().savefig(out / f"{name}.png", dpi=100)
-    print(f"wrote {len(FIGURES)} figures to {out}/: {', '.join(FIGURES)}")
+    for name in progress(names, desc="figures"):
+        FIGURES[name]().savefig(out / f"{name}.png", dpi=args.dpi)
+    print(f"wrote {len(names)} figures to {out}/: {', '.join(names)}")
     return 0
 
 

@@ -8,10 +8,14 @@ import subprocess
 import sys
 
 import numpy as np
+import numpy_reference as ref
 import pytest
+from helpers import checkout_env
 from matplotlib.image import imread
+from test_plot import check_figure
 
 import adamjax
+from adamjax import _cli
 from adamjax._cli import main
 
 
@@ -71,15 +75,20 @@ def test_signals_command_lists_every_signal(capsys):
 
 
 BAD_ARGUMENTS = [
-    (["--signal", "square"], r"`adamjax.signals.by_name\(name=...\)` must be one of uniform, .*; got 'square'"),
-    (["--b1", "1.5"], r"`adam\(b1=...\)` must be in \[0, 1\); got 1.5"),
-    (["--b2", "0.9,1.0"], r"`adam\(b2=...\)` must be in \[0, 1\); got 1.0"),
-    (["--steps", "-1"], r"`adamjax.signals.sine\(steps=...\)` must be a positive integer; got -1"),
+    (["--signal", "square"], r"argument --signal: must be one of uniform, .*; got 'square'"),
+    (["--b1", "1.5"], r"argument --b1: `adam\(b1=...\)` must be in \[0, 1\); got 1.5"),
+    (["--b2", "0.9,1.0"], r"argument --b2: `adam\(b2=...\)` must be in \[0, 1\); got 1.0"),
+    (["--steps", "-1"], r"argument --steps: must be a positive integer; got -1"),
+    (["--steps", "-5", "--signal", "swinging"], r"argument --steps: must be a positive integer; got -5"),
     (["--steps", "ten"], r"argument --steps: expected an integer; got 'ten'"),
     (["--b2", "0.9,,0.99"], r"argument --b2: malformed number list '0.9,,0.99'"),
     (["--eps", "1e-8,x"], r"argument --eps: malformed number list"),
-    (["--power", "0"], r"`adam\(power=...\)` must be in \(0, inf\); got 0.0"),
-    (["--lr", "-1"], r"`adam\(learning_rate=...\)` must be in \[0, inf\); got -1.0"),
+    (["--power", "0"], r"argument --power: `adam\(power=...\)` must be in \(0, inf\); got 0.0"),
+    (["--lr", "-1"], r"argument --lr: `adam\(learning_rate=...\)` must be in \[0, inf\); got -1.0"),
+    (["--lr", "1e-3,nan"], r"argument --lr: "),
+    (["--centered", "maybe"], r"argument --centered: expected true, false or a list such as false,true"),
+    (["--amsgrad", "false,2"], r"argument --amsgrad: expected true, false"),
+    (["--grads", "missing.csv"], r"argument --grads: no such file 'missing.csv'"),
     (["--window", "0"], r"argument --window: must be a positive integer; got 0"),
     (["--bogus"], r"unrecognized arguments: --bogus"),
 ]
@@ -106,15 +115,56 @@ def test_missing_out_and_unknown_command(capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
-def test_unwritable_output_fails_with_one_line(tmp_path, capsys):
-    assert main(["simulate", "--steps", "20", "--out", str(tmp_path / "missing" / "a.png")]) == 1
+def test_output_folders_are_created(tmp_path):
+    out, table = tmp_path / "new" / "deeper" / "a.png", tmp_path / "other" / "a.csv"
+    assert main(["simulate", "--steps", "20", "--out", str(out), "--csv", str(table)]) == 0
+    assert_drawn_png(out)
+    assert len(read_csv(table)) == 20
+
+
+@pytest.mark.parametrize("flag", ["--out", "--csv"])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, monkeypatch, flag):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("the simulation ran before the output was checked")
+
+    monkeypatch.setattr(adamjax, "simulate", no_simulation)
+    paths = {"--out": str(tmp_path / "a.png"), "--csv": str(tmp_path / "a.csv")}
+    paths[flag] = str(blocker / "x" / "a.png")
+    argv = ["simulate", "--steps", "20", "--out", paths["--out"], "--csv", paths["--csv"]]
+    assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "No such file or directory" in err and "Traceback" not in err
+    assert err.count("\n") == 1 and f"argument {flag}: cannot create the folder" in err, err
+    assert not (tmp_path / "a.png").exists()
 
 
-def test_help_exits_0(capsys):
+def test_out_must_name_a_figure_file(tmp_path, capsys):
+    assert main(["simulate", "--out", str(tmp_path)]) == 2
+    assert "argument --out: " in capsys.readouterr().err
+    assert main(["simulate", "--out", str(tmp_path / "a.xyz")]) == 2
+    assert "argument --out: cannot tell the figure format" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"adamjax {adamjax.__version__}"
+
+
+def test_help_shows_defaults_and_examples(capsys):
     assert main(["simulate", "--help"]) == 0
-    assert "--b2" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    for flag in ("--b2", "--no-bias-correction", "--grads", "--centered", "--amsgrad"):
+        assert flag in text
+    assert "(default: sine)" in text and "(default: 200)" in text
+    assert "examples:\n  adamjax simulate" in text
+    # The random state's flag is --seed; nothing else in the help says "seed".
+    assert "seed" not in text.replace("--seed N", "").lower()
+    assert main(["signals", "--help"]) == 0
+    assert "example:\n  adamjax signals" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    assert "--version" in capsys.readouterr().out
 
 
 def test_python_dash_m_and_console_script(tmp_path):
@@ -124,16 +174,21 @@ def test_python_dash_m_and_console_script(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
+        env=checkout_env(),
     )
     assert good.returncode == 0, good.stderr
     assert_drawn_png(out)
     script = shutil.which("adamjax")
     assert script is not None, "the `adamjax` console script is not installed (pip install -e .)"
     bad = subprocess.run(
-        [script, "simulate", "--b1", "1.5", "--out", str(out)], capture_output=True, text=True, timeout=120
+        [script, "simulate", "--b1", "1.5", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=checkout_env(),
     )
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "adamjax simulate: error: `adam(b1=...)` must be in [0, 1); got 1.5."
+    assert bad.stderr.strip() == "adamjax simulate: error: argument --b1: `adam(b1=...)` must be in [0, 1); got 1.5."
 
 
 def test_the_command_line_simulates_in_float32(tmp_path):
@@ -143,3 +198,109 @@ def test_the_command_line_simulates_in_float32(tmp_path):
     values = np.array([float(row["direction"]) for row in read_csv(table)])
     np.testing.assert_array_equal(values.astype(np.float32).astype(np.float64), values)
     assert values[0] == pytest.approx(1.0, rel=1e-4)
+
+
+def parsed(*argv):
+    return _cli._parser().parse_args(["simulate", *argv, "--out", "unused.png"])
+
+
+def column(rows, field, **match):
+    return np.array([float(row[field]) for row in rows if all(row[k] == v for k, v in match.items())])
+
+
+def test_no_bias_correction(tmp_path):
+    table = tmp_path / "t.csv"
+    argv = ["simulate", "--signal", "pulses", "--no-bias-correction", "--out", str(tmp_path / "a.png")]
+    assert main([*argv, "--csv", str(table)]) == 0
+    grads = np.asarray(adamjax.signals.pulses(), np.float64)
+    expected = ref.open_loop(grads, ref.Variant(bias_correction=False)).update
+    np.testing.assert_allclose(column(read_csv(table), "direction"), expected, rtol=1e-4, atol=1e-7)
+    fig, _, _ = _cli._figure(parsed("--signal", "pulses", "--no-bias-correction"))
+    assert "no bias correction" in fig.get_suptitle()
+
+
+@pytest.mark.parametrize(
+    ("flag", "variant", "label"),
+    [("--centered", ref.Variant(centered=True), "centered"), ("--amsgrad", ref.Variant(amsgrad=True), "amsgrad")],
+)
+def test_switch_sweeps_draw_both_and_say_so(tmp_path, flag, variant, label):
+    table = tmp_path / "t.csv"
+    argv = ["simulate", "--signal", "pulses", flag, "false,true", "--out", str(tmp_path / "a.png")]
+    assert main([*argv, "--csv", str(table)]) == 0
+    rows = read_csv(table)
+    assert list(dict.fromkeys(row["setting"] for row in rows)) == [f"not {label}", label]
+    grads = np.asarray(adamjax.signals.pulses(), np.float64)
+    expected = ref.open_loop(grads, variant).update
+    np.testing.assert_allclose(column(rows, "direction", setting=label), expected, rtol=1e-4, atol=1e-7)
+    fig, _, _ = _cli._figure(parsed("--signal", "pulses", flag, "false,true"))
+    assert ("centering" if label == "centered" else "AMSGrad") in fig.get_suptitle()
+    if label == "amsgrad":  # the running maximum has its own row
+        assert any("running maximum" in ax.get_ylabel() for ax in fig.axes)
+    check_figure(fig, tmp_path / "fig.png")
+
+
+def test_lr_and_power_lists(tmp_path):
+    table = tmp_path / "t.csv"
+    argv = ["simulate", "--signal", "sine", "--lr", "0.1,0.01", "--power", "2,4", "--out", str(tmp_path / "a.png")]
+    assert main([*argv, "--csv", str(table)]) == 0
+    rows = read_csv(table)
+    assert list(dict.fromkeys(row["setting"] for row in rows)) == [
+        "lr=0.1, power=2",
+        "lr=0.1, power=4",
+        "lr=0.01, power=2",
+        "lr=0.01, power=4",
+    ]
+    grads = np.asarray(adamjax.signals.sine(), np.float64)
+    expected = -0.01 * ref.open_loop(grads, ref.Variant(power=4.0)).update
+    np.testing.assert_allclose(column(rows, "update", setting="lr=0.01, power=4"), expected, rtol=1e-4, atol=1e-9)
+    fig, _, _ = _cli._figure(parsed("--signal", "sine", "--lr", "0.1,0.01", "--power", "2,4"))
+    check_figure(fig, tmp_path / "fig.png")
+
+
+def test_recorded_gradients_from_csv_and_npy(tmp_path):
+    rng = np.random.default_rng(0)
+    recorded = rng.normal(size=(50, 2)) + np.array([1.0, 0.0])
+    with open(tmp_path / "g.csv", "w") as handle:
+        handle.write("layer1.w,layer2.b\n" + "\n".join(f"{float(a)!r},{float(b)!r}" for a, b in recorded) + "\n")
+    np.save(tmp_path / "g.npy", recorded[:, 1])
+    table = tmp_path / "t.csv"
+    argv = ["simulate", "--grads", str(tmp_path / "g.csv"), "--out", str(tmp_path / "a.png"), "--csv", str(table)]
+    assert main(argv) == 0
+    rows = read_csv(table)
+    assert list(rows[0])[:2] == ["weight", "step"]
+    expected = ref.open_loop(recorded.astype(np.float32).astype(np.float64), ref.Variant()).update
+    np.testing.assert_allclose(column(rows, "direction", weight="layer2.b"), expected[:, 1], rtol=1e-4, atol=1e-6)
+    fig, _, _ = _cli._figure(parsed("--grads", str(tmp_path / "g.csv")))
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["layer1.w", "layer2.b"]
+    check_figure(fig, tmp_path / "fig.png")
+
+    argv = ["simulate", "--grads", str(tmp_path / "g.npy"), "--steps", "30", "--out", str(tmp_path / "b.png")]
+    assert main([*argv, "--csv", str(table)]) == 0
+    np.testing.assert_allclose(column(read_csv(table), "direction"), expected[:30, 1], rtol=1e-4, atol=1e-6)
+
+
+def test_bad_recorded_gradients(tmp_path, capsys):
+    (tmp_path / "ragged.csv").write_text("1,2\n3\n")
+    (tmp_path / "nan.csv").write_text("1\nnan\n")
+    np.save(tmp_path / "cube.npy", np.zeros((2, 2, 2)))
+    for name, message in [
+        ("ragged.csv", "rows have different numbers of columns"),
+        ("nan.csv", "NaN or infinite"),
+        ("cube.npy", "one row per step and one column per weight"),
+    ]:
+        assert main(["simulate", "--grads", str(tmp_path / name), "--out", str(tmp_path / "a.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "argument --grads: " in err and message in err, err
+
+
+def test_a_single_step_is_drawn(tmp_path):
+    out = tmp_path / "one.png"
+    assert main(["simulate", "--steps", "1", "--out", str(out)]) == 0
+    fig, _, _ = _cli._figure(parsed("--steps", "1"))
+    check_figure(fig, out, min_ink=0.01, min_axes_ink=0.0005)
+
+
+def test_sweep_figure_passes_the_reader_checks(tmp_path):
+    fig, _, _ = _cli._figure(parsed("--signal", "swinging", "--steps", "1000", "--b2", "0.9,0.99,0.999"))
+    assert "b2" in fig.get_suptitle()
+    check_figure(fig, tmp_path / "sweep.png")

@@ -292,3 +292,29 @@ def test_bad_arguments(kwargs, error, match):
 def test_not_a_transformation():
     with pytest.raises(TypeError, match="optax.GradientTransformation"):
         adamjax.simulate(0.001, [1.0])
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda: adamjax.adam(0.01, b2=0.99), {"optimizer": "adam", "learning_rate": 0.01, "b2": 0.99, "power": 2.0}),
+        (lambda: adamjax.amsgrad(0.1), {"optimizer": "amsgrad", "amsgrad": True, "centered": False}),
+        (lambda: adamjax.scale_by_adam(power=4.0, bias_correction=False), {"power": 4.0, "bias_correction": False}),
+        (lambda: optax.chain(optax.clip(1.0), adamjax.adam(1e-3, centered=True)), {"centered": True, "b1": 0.9}),
+        (lambda: optax.inject_hyperparams(adamjax.adam)(1e-3, b2=0.95, centered=True), {"b2": 0.95, "centered": True}),
+        (lambda: adamjax.adam(optax.linear_schedule(1e-3, 0.0, 10)), {"learning_rate": None, "eps": 1e-8}),
+    ],
+)
+def test_trace_records_the_settings_it_ran_with(make, expected):
+    trace = adamjax.simulate(make(), signals.sine(20))
+    for name, value in expected.items():
+        assert getattr(trace.settings, name) == (pytest.approx(value) if isinstance(value, float) else value), name
+    # A settings object is no pytree leaf: mapping over a trace keeps it.
+    assert jax.tree.map(lambda x: x[:3], trace).settings == trace.settings
+
+
+def test_settings_of_traced_hyperparameters_are_unknown():
+    grads = signals.sine(30)
+    stacked = jax.vmap(lambda b2: adamjax.simulate(adamjax.adam(1e-3, b2=b2), grads))(jnp.array([0.9, 0.99]))
+    assert stacked.settings.b2 is None and stacked.settings.b1 == 0.9
+    assert stacked.settings.describe() == "adam, lr=0.001, b1=0.9, eps=1e-08"

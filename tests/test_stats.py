@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy_reference as ref
 import optax
 import pytest
 
@@ -127,10 +128,64 @@ def test_before_the_first_step():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="found no adamjax ScaleByAdamState"):
+    with pytest.raises(ValueError, match="found no Adam state"):
         adamjax.adam_stats(optax.sgd(0.1).init(jnp.zeros(2, jnp.float32)), jnp.zeros(2, jnp.float32), b1=0.9, b2=0.999)
     state = adamjax.adam(0.1).init(jnp.zeros(2, jnp.float32))
     with pytest.raises(ValueError, match=r"`adam_stats\(b2=...\)` must be in \[0, 1\); got 1.0"):
         adamjax.adam_stats(state, jnp.zeros(2, jnp.float32), b1=0.9, b2=1.0)
-    with pytest.raises(TypeError, match="b1"):
+    with pytest.raises(ValueError, match=r"the state does not store b1 .* pass `b1=` or the optimizer as `tx=`"):
         adamjax.adam_stats(state, jnp.zeros(2, jnp.float32), b2=0.999)
+
+
+def reference_snr(grads, variant):
+    """|m_hat| / v_hat^(1/p) after the last step, from the NumPy float64 transcription."""
+    last = ref.open_loop(np.asarray(grads, np.float64), variant)
+    mu_hat, nu_hat = last.mu_hat[-1], last.nu_hat[-1]
+    root = nu_hat ** (1 / variant.power)
+    return np.where(root > 0, np.abs(mu_hat) / np.where(root > 0, root, 1), 0)
+
+
+def test_hyperparameters_come_from_an_injected_state():
+    tx = optax.inject_hyperparams(adamjax.adam)(0.1, b1=0.8, b2=0.95)
+    state, updates = run(tx, GRADS)
+    stats = adamjax.adam_stats(state, updates)
+    np.testing.assert_allclose(stats.snr_mean, reference_snr(GRADS, ref.Variant(b1=0.8, b2=0.95)).mean(), rtol=1e-6)
+    np.testing.assert_allclose(stats.mu_correction_gap, 1 / (1 - 0.8**4) - 1, rtol=1e-6)
+    np.testing.assert_allclose(stats.nu_correction_gap, 1 / (1 - 0.95**4) - 1, rtol=1e-6)
+    # An argument still wins over the stored value.
+    other = adamjax.adam_stats(state, updates, b2=0.5)
+    np.testing.assert_allclose(other.nu_correction_gap, 1 / (1 - 0.5**4) - 1, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("make", "variant"),
+    [
+        (lambda: adamjax.adam(0.1, 0.8, 0.95), ref.Variant(b1=0.8, b2=0.95)),
+        (lambda: adamjax.adam(0.1, 0.85, 0.9, power=4.0), ref.Variant(b1=0.85, b2=0.9, power=4.0)),
+        (lambda: optax.chain(optax.clip(10.0), adamjax.amsgrad(0.1, 0.7, 0.9)), ref.Variant(0.7, 0.9, amsgrad=True)),
+    ],
+)
+def test_hyperparameters_come_from_the_optimizer(make, variant):
+    tx = make()
+    state, updates = run(tx, GRADS)
+    stats = adamjax.adam_stats(state, updates, tx=tx)
+    np.testing.assert_allclose(stats.snr_mean, reference_snr(GRADS, variant).mean(), rtol=1e-10)
+    np.testing.assert_allclose(stats.mu_correction_gap, 1 / (1 - variant.b1**4) - 1, rtol=1e-12)
+
+
+def test_flax_nnx_optimizer_and_its_state():
+    from flax import nnx
+
+    model = nnx.Linear(4, 1, use_bias=False, param_dtype=jnp.float64, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, adamjax.adam(0.1, 0.8, 0.95), wrt=nnx.Param)
+    for grad in GRADS:
+        optimizer.update(model, nnx.State({"kernel": nnx.Param(grad.reshape(4, 1))}))
+    updates = jnp.zeros((4, 1), jnp.float64)
+    expected = reference_snr(GRADS, ref.Variant(b1=0.8, b2=0.95)).mean()
+    for stats in (
+        adamjax.adam_stats(optimizer, updates),
+        adamjax.adam_stats(optimizer.opt_state, updates, b1=0.8, b2=0.95),
+        adamjax.adam_stats(nnx.state(optimizer, nnx.optimizer.OptState), updates, b1=0.8, b2=0.95),
+    ):
+        assert int(stats.count) == 4
+        np.testing.assert_allclose(stats.snr_mean, expected, rtol=1e-6)
