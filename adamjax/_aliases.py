@@ -116,13 +116,12 @@ def _build(
         parts.append(_decoupled_decay(func, decoupled_decay, mask))
     parts.append(scale_by_learning_rate(learning_rate, func=func))
     chain = optax.chain(*parts)
-    if mask is not None or not _fused.config_supported(config):
-        return chain
     spec = _fused.FusedSpec(
         func,
         config,
         _checks.checked_schedule(func, "learning_rate", learning_rate),
         None if decoupled_decay is _NO_DECAY else _checks.checked_schedule(func, "weight_decay", decoupled_decay),
+        masked=mask is not None,
     )
     return _fused.attach(spec, chain)
 

@@ -478,8 +478,10 @@ def update_state(
     :math:`\lambda_t \theta` added (:func:`add_coupled_decay`), where a
     schedule is called with the state's count before this step.
     """
-    # Complex gradients are checked against the moments below, with a message that says why.
-    grads = check_same_structure(func, updates, state.mu, allow_complex=True)
+    # A complex gradient fits a complex parameter, whose ``nu`` is complex unless
+    # ``nu_dtype`` says otherwise; a real ``mu`` meeting it is refused below.
+    kinds = jax.tree.map(lambda m, v: m if jnp.iscomplexobj(m) else v, state.mu, state.nu)
+    grads = check_same_structure(func, updates, kinds)
     treedef = jax.tree.structure(state.mu)
     decay = coupled_decay_value(config, state.count)
     if decay is not None:

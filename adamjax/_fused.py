@@ -17,6 +17,7 @@ single device whose arrays carry no mesh in their types. ``jax.grad`` through a 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from typing import Any, NamedTuple
 
@@ -34,16 +35,19 @@ class FusedSpec(NamedTuple):
     config: _core.AdamConfig  # its ``weight_decay`` is the coupled term
     learning_rate: Any
     decoupled_decay: Any  # None: the chain has no decoupled term
+    masked: bool = False  # the decoupled decay has a mask (the kernel decays every array)
 
 
-def config_supported(config: _core.AdamConfig) -> bool:
-    """Whether the kernel computes this variant (it knows plain Adam only)."""
-    power = config.power
-    return (
-        not _checks.is_traced(power)
-        and float(power) == 2.0
-        and not (config.centered or config.amsgrad or config.nesterov)
-    )
+def variant_reason(config: _core.AdamConfig) -> str | None:
+    """Why the kernel cannot compute this variant (it knows plain Adam only), or None when it can."""
+    for switch in ("amsgrad", "nesterov", "centered"):
+        if getattr(config, switch):
+            return f"the {switch} variant has no native kernel (the kernel computes plain Adam/AdamW)"
+    if _checks.is_traced(config.power) or float(config.power) != 2.0:
+        return "a second moment of power other than 2 has no native kernel"
+    if any(jnp.issubdtype(jnp.dtype(d), jnp.complexfloating) for d in (config.mu_dtype, config.nu_dtype) if d is not None):
+        return "complex moments have no native kernel"
+    return None
 
 
 def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool):
@@ -115,33 +119,44 @@ def _mesh_free(x: Any) -> bool:
     return mesh is None or mesh.empty
 
 
-def _supported_leaf(grad: Any, param: Any, mu: Any, nu: Any) -> bool:
+def _unsupported_leaf(grad: Any, param: Any, mu: Any, nu: Any) -> str | None:
+    """Why the kernel cannot step this array, or None when it can."""
     if not isinstance(grad, jax.Array):
-        return False
+        return f"the gradient is a {type(grad).__name__}, not a JAX array"
     if not all(_mesh_free(x) for x in (grad, mu, nu) + (() if param is None else (param,))):
-        return False
+        return "its type carries a mesh (explicit sharding); the pure-JAX path keeps it sharded"
     dtype = jnp.dtype(grad.dtype)
     if param is not None and (jnp.dtype(jnp.result_type(param)) != dtype or jnp.shape(param) != grad.shape):
-        return False
-    return _native.supports(dtype, mu.dtype, nu.dtype)
+        return f"the gradient ({dtype}) and the parameter ({jnp.dtype(jnp.result_type(param))}) differ in dtype or shape"
+    if not _native.supports(dtype, mu.dtype, nu.dtype):
+        return (
+            f"dtypes {dtype} / mu {jnp.dtype(mu.dtype)} / nu {jnp.dtype(nu.dtype)} are not the kernel's "
+            "(float32 or bfloat16 parameters, float32 or bfloat16 moments)"
+        )
+    return None
 
 
-def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tuple] | None:
-    """The chain's step and ``apply_updates`` through the kernel, or None when the kernel does not apply.
+def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tuple] | str:
+    """The chain's step and ``apply_updates`` through the kernel, or why the kernel does not apply.
 
-    Returns ``(new_params, new_state)``; ``new_state`` has exactly the chain's
-    structure.
+    Returns ``(new_params, new_state)``, where ``new_state`` has exactly the
+    chain's structure, or a one-line reason (a ``str``).
     """
-    if _native.unavailable_reason() is not None or _core._RECORDER.get() is not None:
-        return None
+    reason = _native.unavailable_reason() or variant_reason(spec.config)
+    if reason is not None:
+        return reason
+    if spec.masked:
+        return "a masked weight decay has no native kernel (the kernel decays every array)"
+    if _core._RECORDER.get() is not None:
+        return "the simulator is recording the core's internals"
     if jax.default_backend() != "cpu":
-        return None
+        return f"the native kernel is for the CPU; the default backend is {jax.default_backend()}"
     # The alias's chain is (core, [decoupled decay], learning rate); the core is
     # found by its state's type, the members after it keep their order.
     states = list(state)
     core_index = next((i for i, s in enumerate(states) if _core.is_core_state(s)), None)
     if core_index is None:
-        return None
+        return "the state holds no Adam core state"
     core_state = states[core_index]
     grad_leaves = _core.check_same_structure(spec.func, grads, core_state.mu)
 
@@ -154,15 +169,24 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tu
         decoupled = not _is_literal_zero(spec.decoupled_decay)
     lr, states[-1] = _scheduled(spec.learning_rate, states[-1])
     if params is None:
-        return None  # the two-call path raises the error that names what is missing
+        return "no parameters were given"  # the two-call path raises the error that names what is missing
 
     treedef = jax.tree.structure(core_state.mu)
     mus = treedef.flatten_up_to(core_state.mu)
     nus = treedef.flatten_up_to(core_state.nu)
     _core.check_same_structure(spec.func, params, core_state.mu)
     param_leaves = treedef.flatten_up_to(params)
-    if not all(_supported_leaf(*leaf) for leaf in zip(grad_leaves, param_leaves, mus, nus, strict=True)):
-        return None
+    for path, *leaf in zip(
+        (jax.tree_util.keystr(p) or "the root" for p, _ in jax.tree_util.tree_leaves_with_path(core_state.mu)),
+        grad_leaves,
+        param_leaves,
+        mus,
+        nus,
+        strict=True,
+    ):
+        why = _unsupported_leaf(*leaf)
+        if why is not None:
+            return f"the array at {path}: {why}"
 
     count = optax.safe_increment(core_state.count)
     config = spec.config
@@ -192,20 +216,56 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tu
     return treedef.unflatten(list(outs)), tuple(states)
 
 
-def attach(spec: FusedSpec, chain: optax.GradientTransformationExtraArgs) -> optax.GradientTransformationExtraArgs:
-    """``chain``, marked so that :func:`apply_step` can run it through the kernel.
+class _Request(NamedTuple):
+    """One :func:`apply_step` call: its parameters, the kernel's results and the reasons it declined."""
 
-    ``update`` itself stays the chain's: returning ``updates`` for
-    ``optax.apply_updates`` means writing a fresh array per parameter, which
-    XLA cannot fuse with the kernel, so the fused step exists only as
-    :func:`apply_step`.
+    params: Any
+    results: list  # (updates object the alias returned, new params)
+    reasons: list  # one line per alias that could not use the kernel
+
+
+_REQUEST: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("adamjax_fused_step", default=None)
+
+
+def attach(spec: FusedSpec, chain: optax.GradientTransformationExtraArgs) -> optax.GradientTransformationExtraArgs:
+    """``chain``, able to run through the kernel when :func:`apply_step` calls it.
+
+    Outside :func:`apply_step`, ``update`` is the chain's. Inside it (the call
+    may come through any wrapper that passes the same ``params`` on, such as
+    ``optax.chain`` after clipping or ``optax.inject_hyperparams``), the alias
+    computes the new parameters and state with the kernel and hands the new
+    parameters to :func:`apply_step`, keyed by the updates object it returns;
+    those updates are still the chain's own, so a member after the alias sees
+    correct values, and under ``jit`` XLA drops them when nothing uses them.
     """
 
     def update_fn(updates, state, params=None, **extra_args):
-        return chain.update(updates, state, params, **extra_args)
+        request = _REQUEST.get()
+        if request is None or params is None or params is not request.params:
+            return chain.update(updates, state, params, **extra_args)
+        result = run(spec, updates, state, params)
+        if isinstance(result, str):
+            request.reasons.append(f"{spec.func}: {result}")
+            return chain.update(updates, state, params, **extra_args)
+        new_params, new_state = result
+        chain_updates, _ = chain.update(updates, state, params, **extra_args)
+        request.results.append((chain_updates, new_params))
+        return chain_updates, new_state
 
-    update_fn.adamjax_apply = functools.partial(run, spec)
     return optax.GradientTransformationExtraArgs(chain.init, update_fn)
+
+
+def _step(tx: optax.GradientTransformation, grads: Any, state: Any, params: Any) -> tuple[Any, Any, _Request, bool]:
+    request = _Request(params, [], [])
+    token = _REQUEST.set(request)
+    try:
+        updates, state = tx.update(grads, state, params)
+    finally:
+        _REQUEST.reset(token)
+    for registered, new_params in request.results:
+        if registered is updates:
+            return new_params, state, request, True
+    return optax.apply_updates(params, updates), state, request, False
 
 
 def apply_step(
@@ -250,25 +310,58 @@ def apply_step(
       >>> [round(float(p), 4) for p in params]  # Adam's first step is -lr * sign(g)
       [-0.1, 0.1, -0.1]
     """
-    fused_apply = getattr(tx.update, "adamjax_apply", None)
-    if fused_apply is not None:
-        result = fused_apply(grads, state, params)
-        if result is not None:
-            return result
-    updates, state = tx.update(grads, state, params)
-    return optax.apply_updates(params, updates), state
+    new_params, state, _, _ = _step(tx, grads, state, params)
+    return new_params, state
 
 
-def native_status() -> str:
-    """Whether the native CPU kernel is in use in this process, and if not, why.
+def native_status(tx: optax.GradientTransformation | None = None, params: Any = None) -> str:
+    """Whether the native CPU kernel is in use, and if not, why, in one line.
+
+    Without arguments it speaks of this process (the library built and
+    loaded, ``ADAMJAX_DISABLE_NATIVE``, the device count). Given a
+    transformation and a parameter tree (arrays or ``jax.ShapeDtypeStruct``),
+    it traces :func:`apply_step` for them abstractly (nothing is computed) and
+    says whether that step runs the kernel, or why not: no adamjax Adam/AdamW
+    in the transformation, a variant or dtype the kernel lacks, a wrapper
+    after the alias that changes its updates (``optax.apply_if_finite``,
+    ``optax.MultiSteps``), and so on.
+
+    Args:
+      tx: an optax transformation, or None for the process-wide status.
+      params: the parameters ``tx`` will step (needed with ``tx``).
 
     Returns:
-      ``"available"``, or the reason the pure-JAX path runs instead (library
-      not built, ``ADAMJAX_DISABLE_NATIVE`` set, more than one device).
+      ``"available"`` / ``"fused: ..."``, or a sentence saying why not.
 
     Examples:
-      >>> import adamjax
+      >>> import jax.numpy as jnp, optax, adamjax
       >>> isinstance(adamjax.native_status(), str)
       True
+      >>> adamjax.native_status(optax.sgd(0.1), jnp.zeros(3))
+      'not fused: the transformation holds no adamjax Adam or AdamW alias'
     """
-    return _native.unavailable_reason() or "available"
+    process = _native.unavailable_reason()
+    if tx is None:
+        return process or "available"
+    if params is None:
+        raise TypeError("`native_status(tx, params)`: give the parameters the transformation will step.")
+    outcome: list = []
+
+    def traced(params):
+        state = tx.init(params)
+        _, _, request, fused = _step(tx, params, state, params)
+        outcome.extend([request, fused])
+        return ()
+
+    jax.eval_shape(traced, params)
+    request, fused = outcome
+    if fused:
+        return "fused: apply_step runs the native kernel for this transformation"
+    if request.reasons:
+        return "not fused: " + "; ".join(request.reasons)
+    if request.results:
+        return (
+            "not fused: a transformation after the adamjax alias changes its updates "
+            "(for example optax.apply_if_finite or optax.MultiSteps), so the step takes the two-call path"
+        )
+    return "not fused: the transformation holds no adamjax Adam or AdamW alias"

@@ -98,7 +98,7 @@ def state_shardings(tx: Any, params: Any) -> Any:
       >>> sharding = jax.sharding.NamedSharding(mesh, jax.P("fsdp"))
       >>> params = {"w": jax.ShapeDtypeStruct((8,), jnp.float32, sharding=sharding)}
       >>> shardings = adamjax.state_shardings(adamjax.adam(1e-3), params)
-      >>> shardings[1].mu["w"].spec, shardings[1].count.spec
+      >>> shardings[0].mu["w"].spec, shardings[0].count.spec
       (P('fsdp',), P())
     """
     init = _init_function(tx)

@@ -128,7 +128,7 @@ def train(axes: str = "explicit", steps: int = 200, log_every: int = 50, verbose
         opt_state = jax.jit(tx.init, out_shardings=state_shardings)(params)
         held, full = bytes_on_one_device(opt_state)
         say(f"Adam state: {held / 1024:.1f} KiB on each device of {full / 1024:.1f} KiB in all")
-        say(f"  first layer's mu: {opt_state[1].mu[0]['w'].sharding.spec}, like its weight")
+        say(f"  first layer's mu: {opt_state[0].mu[0]['w'].sharding.spec}, like its weight")
 
         # The parameters stand in for gradients: same shapes, same shardings.
         update = jax.jit(tx.update).lower(params, opt_state, params).compile()

@@ -23,6 +23,8 @@ from matplotlib.image import imread
 import adamjax
 
 ROOT = Path(__file__).resolve().parents[1]
+# The classes of the Adam core's state: optax's own (adamjax is a drop-in).
+CORE_STATES = (optax.ScaleByAdamState, optax.ScaleByAmsgradState, optax.ScaleByBeliefState)
 EXAMPLES = ROOT / "examples"
 
 

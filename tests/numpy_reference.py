@@ -120,7 +120,7 @@ def open_loop(grads: np.ndarray, variant: Variant) -> Step:
     steps = []
     for t, g in enumerate(grads, start=1):
         s = step(g, moments, t, variant)
-        moments = Moments(s.mu, s.nu, s.nu_max)
+        moments = Moments(s.mu, s.nu, getattr(s, "nu_max", None))
         steps.append(s)
     return Step(*(np.stack(field) for field in zip(*steps, strict=True)))
 
@@ -152,7 +152,7 @@ def closed_loop(
         new_theta = {}
         for k, value in theta.items():
             s = step(np.asarray(grads[k], np.float64) + coupled_decay * value, moments[k], t, variant)
-            moments[k] = Moments(s.mu, s.nu, s.nu_max)
+            moments[k] = Moments(s.mu, s.nu, getattr(s, "nu_max", None))
             direction = s.update
             if decay_mask is None or decay_mask[k]:
                 direction = direction + decoupled_decay * value

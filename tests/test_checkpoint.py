@@ -76,7 +76,7 @@ def test_restores_into_an_abstract_target_in_the_same_structure(tmp_path, params
     abstract = jax.eval_shape(lambda: {"params": params, "opt_state": tx.init(params)})
     restored = adamjax.restore_state(tmp_path / "ckpt", abstract)
     assert_trees_equal(restored, saved)
-    assert type(restored["opt_state"][1][1]) is adamjax.ScaleByAdamState
+    assert type(restored["opt_state"][1][0]) is adamjax.ScaleByAdamState
 
 
 def re_line(label: str, pattern: str, message: str) -> bool:
@@ -87,9 +87,9 @@ def re_line(label: str, pattern: str, message: str) -> bool:
 @pytest.mark.parametrize(
     "target_tx, only_in_checkpoint, only_in_target",
     [
-        (adamjax.amsgrad(1e-2), r"opt_state\.1\.nu_max \(empty\)", r"opt_state\.1\.nu_max\.b \(float32\[3\]\)"),
-        (adamjax.adamw(1e-2), r"\(none\)", r"opt_state\.3 \(empty\)"),  # one more chained state, same arrays
-        (optax.sgd(1e-2, momentum=0.9), r"opt_state\.1\.count \(int32\[\]\)", r"opt_state\.0\.trace\.b"),
+        (adamjax.amsgrad(1e-2), r"\(none\)", r"opt_state\.0\.nu_max\.b \(float32\[3\]\)"),
+        (adamjax.adamw(1e-2), r"\(none\)", r"opt_state\.2 \(empty\)"),  # one more chained state, same arrays
+        (optax.sgd(1e-2, momentum=0.9), r"opt_state\.0\.count \(int32\[\]\)", r"opt_state\.0\.trace\.b"),
     ],
     ids=["amsgrad", "adamw", "optax_sgd"],
 )
@@ -102,7 +102,7 @@ def test_a_different_optimizer_is_a_type_error_naming_the_places_and_both_struct
     message = str(error.value)
     assert re_line("only in the checkpoint", only_in_checkpoint, message)
     assert re_line("only in the target", only_in_target, message)
-    assert re_line("checkpoint", r"PyTreeDef\(\{'opt_state': \[None, \{'count'", message)
+    assert re_line("checkpoint", r"PyTreeDef\(\{'opt_state': \[\{'count'", message)
     assert re_line("target", r"PyTreeDef\(\{'opt_state': \(CustomNode\(namedtuple\[", message)
 
 
@@ -168,7 +168,7 @@ def test_reads_the_item_a_checkpoint_manager_wrote(tmp_path, params):
     target = {"params": params, "opt_state": adamjax.adam(1e-2).init(params)}
     assert_trees_equal(adamjax.restore_state(tmp_path / "run" / "7" / "default", target), saved)
     target["opt_state"] = adamjax.amsgrad(1e-2).init(params)
-    with pytest.raises(TypeError, match="only in the target: +opt_state.1.nu_max"):
+    with pytest.raises(TypeError, match="only in the target: +opt_state.0.nu_max"):
         adamjax.restore_state(tmp_path / "run" / "7" / "default", target)
 
 

@@ -21,6 +21,7 @@ import optax
 import pytest
 
 import adamjax
+from helpers import CORE_STATES
 
 INT32_MAX = 2**31 - 1
 
@@ -101,14 +102,14 @@ def reference_updates(case: Case, params, grads_list, learning_rate, first_step=
         updates = {}
         for key, value in theta.items():
             s = ref.step(np.asarray(grads[key], np.float64) + case.coupled_decay * value, moments[key], t, case.variant)
-            moments[key] = ref.Moments(s.mu, s.nu, s.nu_max)
+            moments[key] = ref.Moments(s.mu, s.nu, getattr(s, "nu_max", None))
             updates[key] = -learning_rate * (s.update + case.decoupled_decay * value)
         out.append(updates)
     return out
 
 
 def is_adam_state(x):
-    return isinstance(x, adamjax.ScaleByAdamState)
+    return isinstance(x, CORE_STATES)
 
 
 def adam_states(state):

@@ -30,8 +30,8 @@ def test_seed003_quadratic_reproduces_the_seed(tmp_path):
 def test_simulator_figures(tmp_path):
     result = run_example("simulator_figures.py", "--out", tmp_path)
     names = [
-        "seed000_uniform", "seed000_patterns", "seed000_pulses", "seed000_sine", "seed000_power4",
-        "seed002_swinging", "seed002_swinging_soft", "seed002_noisy_line", "seed002_centered",
+        "swinging_suppressed", "bias_correction", "centered", "amsgrad", "power",
+        "b2_sweep", "family", "sine", "swinging_windows",
     ]  # fmt: skip
     assert sorted(p.stem for p in tmp_path.glob("*.png")) == sorted(names)
     for name in names:

@@ -20,6 +20,7 @@ import optax
 import pytest
 
 import adamjax
+from helpers import CORE_STATES
 from adamjax import optimizers
 
 INT32_MAX = 2**31 - 1
@@ -67,7 +68,7 @@ def all_finite(tree):
 
 
 def is_adam_state(x):
-    return isinstance(x, adamjax.ScaleByAdamState)
+    return isinstance(x, CORE_STATES)
 
 
 def adam_state(state):

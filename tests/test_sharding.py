@@ -179,11 +179,11 @@ def test_state_shardings_on_one_device_and_its_errors():
         params, {"w": NamedSharding(mesh, PartitionSpec("fsdp")), "b": NamedSharding(mesh, PartitionSpec())}
     )
     on_mesh = adamjax.state_shardings(tx, placed)
-    assert on_mesh[1].nu_max["w"] == NamedSharding(mesh, PartitionSpec("fsdp", None))
-    assert on_mesh[1].count == NamedSharding(mesh, PartitionSpec())
+    assert on_mesh[0].nu_max["w"] == NamedSharding(mesh, PartitionSpec("fsdp", None))
+    assert on_mesh[0].count == NamedSharding(mesh, PartitionSpec())
     state = jax.jit(tx.init, out_shardings=on_mesh)(placed)
-    np.testing.assert_array_equal(state[1].nu_max["w"], np.zeros((4, 2), np.float32))
-    assert int(state[1].count) == 0
+    np.testing.assert_array_equal(state[0].nu_max["w"], np.zeros((4, 2), np.float32))
+    assert int(state[0].count) == 0
 
     with pytest.raises(ValueError, match=r"`state_shardings\(params=...\)`: the leaf at \['w'\] has no sharding"):
         adamjax.state_shardings(tx, {"w": jax.ShapeDtypeStruct((4, 2), jnp.float32)})
