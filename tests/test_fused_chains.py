@@ -1,0 +1,145 @@
+"""apply_step fuses the chains people write: clipping + AdamW with schedules, inject_hyperparams.
+
+For each, the compiled step names the native kernel and the numbers equal
+the two-call path (``tx.update`` + ``optax.apply_updates``, float32, 1e-6)
+and optax's own optimizer; ``native_status(tx, params)`` says when and why a
+step cannot be fused.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import adamjax
+
+KERNEL = 'custom_call_target="adamjax_adam_step"'
+SCHEDULE = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 3, 30)
+
+pytestmark = pytest.mark.skipif(
+    adamjax.native_status() != "available", reason=f"native kernel not in use: {adamjax.native_status()}"
+)
+
+
+@pytest.fixture(autouse=True)
+def standard_promotion():
+    """optax's own clipping and schedules are not clean under the suite's strict promotion."""
+    with jax.numpy_dtype_promotion("standard"):
+        yield
+
+
+def make_params():
+    rng = np.random.default_rng(0)
+    return {"w": jnp.asarray(rng.normal(size=(40, 30)), jnp.float32), "b": jnp.asarray(rng.normal(size=30), jnp.float32)}
+
+
+def loss(params, x):
+    return jnp.sum(jnp.tanh(x @ params["w"] + params["b"]) ** 2)
+
+
+X = jnp.asarray(np.random.default_rng(1).normal(size=(16, 40)) * 3.0, jnp.float32)
+
+CHAINS = {
+    "clip+adamw(schedule)": (
+        lambda: optax.chain(optax.clip_by_global_norm(1.0), adamjax.adamw(SCHEDULE, weight_decay=0.1)),
+        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(SCHEDULE, weight_decay=0.1)),
+    ),
+    "clip+adam": (
+        lambda: optax.chain(optax.clip_by_global_norm(0.5), adamjax.adam(1e-2)),
+        lambda: optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-2)),
+    ),
+    "inject(adamw)": (
+        lambda: optax.inject_hyperparams(adamjax.adamw)(learning_rate=1e-2, weight_decay=0.05),
+        lambda: optax.inject_hyperparams(optax.adamw)(learning_rate=1e-2, weight_decay=0.05),
+    ),
+    "clip+inject(adam)": (
+        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.inject_hyperparams(adamjax.adam)(learning_rate=SCHEDULE)),
+        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.inject_hyperparams(optax.adam)(learning_rate=SCHEDULE)),
+    ),
+}
+
+
+def fused_step(tx):
+    @jax.jit
+    def step(params, state):
+        grads = jax.grad(loss)(params, X)
+        return adamjax.apply_step(tx, grads, state, params)
+
+    return step
+
+
+def two_call_step(tx):
+    @jax.jit
+    def step(params, state):
+        grads = jax.grad(loss)(params, X)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return step
+
+
+@pytest.mark.parametrize("name", sorted(CHAINS))
+def test_chain_is_fused_and_equals_the_two_call_path_and_optax(name):
+    make, make_optax = CHAINS[name]
+    tx, reference = make(), make_optax()
+    params = make_params()
+    assert adamjax.native_status(tx, params).startswith("fused")
+    fused, two_calls, theirs = fused_step(tx), two_call_step(tx), two_call_step(reference)
+    assert fused.lower(params, tx.init(params)).compile().as_text().count(KERNEL) >= 1
+    assert KERNEL not in two_calls.lower(params, tx.init(params)).compile().as_text()
+    a, c = (params, tx.init(params)), (params, reference.init(params))
+    for _ in range(12):
+        # Each step from the same point: the kernel's step equals the two-call step
+        # (a closed loop would compound the kernel's ~1e-7 reciprocal rounding).
+        b = two_calls(*a)
+        a, c = fused(*a), theirs(*c)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    for x, y in zip(jax.tree.leaves(a[0]), jax.tree.leaves(c[0]), strict=True):
+        # optax computes 1 - b**t in float32 (1e-5 relative at t = 1), and the loop compounds it
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5)
+
+
+def test_injected_values_change_without_retracing():
+    tx = optax.inject_hyperparams(adamjax.adam)(learning_rate=1e-2)
+    params = make_params()
+    state = tx.init(params)
+    step = fused_step(tx)
+    for rate in (1e-2, 3e-3, 1e-3):
+        state = adamjax.set_hyperparams(state, learning_rate=rate)
+        params, state = step(params, state)
+    assert step._cache_size() == 1
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda: optax.sgd(0.1), "no adamjax Adam or AdamW alias"),
+        (lambda: adamjax.amsgrad(0.1), "amsgrad: the amsgrad variant has no native kernel"),
+        (lambda: adamjax.adamw(0.1, mask=lambda p: {"w": True, "b": False}), "masked weight decay"),
+        (lambda: optax.apply_if_finite(adamjax.adam(0.1), 3), "changes its updates"),
+        (lambda: optax.MultiSteps(adamjax.adam(0.1), 2), "not fused"),
+        (lambda: adamjax.adam(0.1, mu_dtype=jnp.float16), "are not the kernel's"),
+    ],
+)
+def test_native_status_names_why_a_step_is_not_fused(make, reason):
+    status = adamjax.native_status(make(), make_params())
+    assert status.startswith("not fused: ") and reason in status, status
+
+
+def test_a_step_that_is_not_fused_still_equals_optax():
+    tx, reference = optax.apply_if_finite(adamjax.adam(1e-2), 3), optax.apply_if_finite(optax.adam(1e-2), 3)
+    params = make_params()
+    a, c = (params, tx.init(params)), (params, reference.init(params))
+    for _ in range(5):
+        a, c = fused_step(tx)(*a), two_call_step(reference)(*c)
+    for x, y in zip(jax.tree.leaves(a[0]), jax.tree.leaves(c[0]), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_native_status_needs_params_with_a_transformation():
+    with pytest.raises(TypeError, match=r"`native_status\(tx, params\)`: give the parameters"):
+        adamjax.native_status(adamjax.adam(0.1))
