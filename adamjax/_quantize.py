@@ -322,9 +322,15 @@ def quantize(x: jax.Array, *, bits: int, signed: bool, block_size: int | None = 
     dtype = jnp.result_type(x)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"`quantize(x=...)` must be a real floating array; got dtype {dtype}.")
-    shape = tuple(int(d) for d in jnp.shape(x))
+    return _quantize_blocks(jnp.asarray(x), bits, bool(signed), block_size)
+
+
+# Compiled once per (shape, dtype, bits, map, block); inlined when called inside another jit.
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _quantize_blocks(x: jax.Array, bits: int, signed: bool, block_size: int) -> QuantizedArray:
+    shape = tuple(int(d) for d in x.shape)
     lead, row, blocks, code_bytes = _layout(shape, bits, block_size)
-    rows = jnp.reshape(jnp.asarray(x).astype(jnp.float32), lead + (row,))
+    rows = jnp.reshape(x.astype(jnp.float32), lead + (row,))
     padded = jnp.pad(rows, [(0, 0)] * len(lead) + [(0, blocks * block_size - row)])
     blocked = jnp.reshape(padded, lead + (blocks, block_size))
     absmax = jnp.max(jnp.abs(blocked), axis=-1)
@@ -332,13 +338,13 @@ def quantize(x: jax.Array, *, bits: int, signed: bool, block_size: int | None = 
     positive = scales > 0
     safe = jnp.where(positive, scales, jnp.float32(1.0))
     normalized = jnp.where(positive[..., None], blocked / safe[..., None], jnp.float32(0.0))
-    codes = _nearest_codes(normalized, _MAPS[(bits, bool(signed))])
+    codes = _nearest_codes(normalized, _MAPS[(bits, signed)])
     codes = jnp.reshape(codes, lead + (blocks * block_size,))[..., :row]
     if bits == 4:
         codes = jnp.pad(codes, [(0, 0)] * len(lead) + [(0, 2 * code_bytes - row)])
         pairs = jnp.reshape(codes, lead + (code_bytes, 2))
         codes = jnp.left_shift(pairs[..., 0], jnp.uint8(4)) | pairs[..., 1]
-    return QuantizedArray(codes, scales, shape, bits, bool(signed), block_size)
+    return QuantizedArray(codes, scales, shape, bits, signed, block_size)
 
 
 def dequantize(q: QuantizedArray) -> jax.Array:
@@ -358,6 +364,11 @@ def dequantize(q: QuantizedArray) -> jax.Array:
     """
     if not isinstance(q, QuantizedArray):
         raise TypeError(f"`dequantize(q=...)` must be a QuantizedArray; got {type(q).__name__}.")
+    return _dequantize_blocks(q)
+
+
+@jax.jit
+def _dequantize_blocks(q: QuantizedArray) -> jax.Array:
     lead, row, blocks, code_bytes = _layout(q.shape, q.bits, q.block_size)
     codes = q.codes
     if q.bits == 4:
