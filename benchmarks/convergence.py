@@ -112,7 +112,7 @@ def low_precision_adam(
         leaves_nu = jax.tree.leaves(state.nu, is_leaf=is_stored)
         leaves_c = treedef.flatten_up_to(state.compensation)
         out_u, out_mu, out_nu, out_c = [], [], [], []
-        for index, (g, p, mu, nu, c) in enumerate(zip(leaves_g, leaves_p, leaves_mu, leaves_nu, leaves_c)):
+        for index, (g, p, mu, nu, c) in enumerate(zip(leaves_g, leaves_p, leaves_mu, leaves_nu, leaves_c, strict=True)):
             g = g.astype(jnp.float32)
             m = b1 * load(mu) + (1 - b1) * g
             v = b2 * load(nu) + (1 - b2) * g * g
@@ -236,9 +236,7 @@ def generated_text(characters: int) -> str:
     endings = [".", " today.", " again.", " in the morning.", " near the hill."]
     parts = []
     while sum(map(len, parts)) < characters:
-        parts.append(
-            f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}{rng.choice(endings)} "
-        )
+        parts.append(f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}{rng.choice(endings)} ")
     return "".join(parts)[:characters]
 
 
@@ -286,7 +284,9 @@ def transformer_problem(steps: int) -> Problem:
         return norm(x, p["final_norm"]) @ p["unembed"]
 
     def loss(p, index):
-        starts = jax.random.randint(jax.random.fold_in(jax.random.PRNGKey(2), index), (batch,), 0, tokens.size - context - 1)
+        starts = jax.random.randint(
+            jax.random.fold_in(jax.random.PRNGKey(2), index), (batch,), 0, tokens.size - context - 1
+        )
         windows = jax.vmap(lambda s: jax.lax.dynamic_slice(tokens, (s,), (context + 1,)))(starts)
         logits = forward(p, windows[:, :-1])
         return optax.softmax_cross_entropy_with_integer_labels(logits, windows[:, 1:]).mean()
@@ -311,7 +311,8 @@ def digits_problem(steps: int) -> Problem:
     keys = jax.random.split(jax.random.PRNGKey(3), 3)
     sizes = [(64, 128), (128, 128), (128, 10)]
     params = {
-        f"w{i}": jax.random.normal(k, s, jnp.float32) * math.sqrt(2 / s[0]) for i, (k, s) in enumerate(zip(keys, sizes))
+        f"w{i}": jax.random.normal(k, s, jnp.float32) * math.sqrt(2 / s[0])
+        for i, (k, s) in enumerate(zip(keys, sizes, strict=True))
     }
     params.update({f"b{i}": jnp.zeros(s[1], jnp.float32) for i, s in enumerate(sizes)})
 
@@ -343,14 +344,18 @@ def report(problem: Problem, results: dict[str, tuple[np.ndarray, float, Any]], 
     ref_final = final_loss(reference) if smooth else float(reference[-1])
     print(f"\n{problem.name}; {problem.steps} steps")
     extra = "  evaluation" if problem.evaluate else ""
-    print(f"{'row':32s} {'final loss':>11s} {'vs fp32':>9s} {'curve gap':>10s} {'B/param':>8s} {'B/param 4096^2':>15s}{extra}")
+    print(
+        f"{'row':32s} {'final loss':>11s} {'vs fp32':>9s} {'curve gap':>10s} {'B/param':>8s} {'B/param 4096^2':>15s}{extra}"
+    )
     for row in ROWS:
         losses, footprint, params = results[row.name]
         final = final_loss(losses) if smooth else float(losses[-1])
         gap = float(np.mean(np.log10(np.maximum(losses, 1e-30) / np.maximum(reference, 1e-30))))
         change = 100 * (final / ref_final - 1)
         evaluation = f"  {problem.evaluate(params)}" if problem.evaluate else ""
-        print(f"{row.name:32s} {final:11.4g} {change:+8.2f}% {gap:+10.4f} {footprint:8.2f} {row.large_bytes:15.2f}{evaluation}")
+        print(
+            f"{row.name:32s} {final:11.4g} {change:+8.2f}% {gap:+10.4f} {footprint:8.2f} {row.large_bytes:15.2f}{evaluation}"
+        )
 
 
 def draw(panels: list[tuple[Problem, dict[str, tuple[np.ndarray, float, Any]]]]) -> None:
@@ -362,8 +367,8 @@ def draw(panels: list[tuple[Problem, dict[str, tuple[np.ndarray, float, Any]]]])
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8))
     styles = ["-", "--", "-.", ":", "-", "--", "-.", ":"]
     colors = ["black", "tab:blue", "tab:green", "tab:olive", "tab:red", "tab:orange", "tab:purple", "tab:cyan"]
-    for axis, (problem, results) in zip(np.atleast_1d(axes), panels):
-        for row, style, color in zip(ROWS, styles, colors):
+    for axis, (problem, results) in zip(np.atleast_1d(axes), panels, strict=True):
+        for row, style, color in zip(ROWS, styles, colors, strict=True):
             losses = results[row.name][0]
             if losses.size > 100:  # minibatch losses: a running mean over 1/50 of the run
                 width = max(1, losses.size // 50)

@@ -212,7 +212,10 @@ def test_zero_blocks_give_zeros_not_nan(bits, signed):
     np.testing.assert_array_equal(restored[1], 0.0)
     np.testing.assert_array_equal(np.asarray(q.scales)[1], 0.0)
     initial = zeros((3, 1000), bits=bits, signed=signed, block_size=128)
-    np.testing.assert_array_equal(np.asarray(initial.codes), np.asarray(quantize(jnp.zeros((3, 1000)), bits=bits, signed=signed, block_size=128).codes))
+    np.testing.assert_array_equal(
+        np.asarray(initial.codes),
+        np.asarray(quantize(jnp.zeros((3, 1000)), bits=bits, signed=signed, block_size=128).codes),
+    )
     np.testing.assert_array_equal(np.asarray(dequantize(initial)), 0.0)
 
 
@@ -262,7 +265,9 @@ def test_scalar_and_empty_shapes():
     q = quantize(jnp.float32(2.5), bits=8, signed=True)
     assert q.codes.shape == (1,) and float(dequantize(q)) == 2.5
     # The signed dynamic map ends at -0.99296875, not -1 (it holds 0 and +1 instead of two zeros).
-    assert float(dequantize(quantize(jnp.float32(-2.5), bits=8, signed=True))) == np.float32(-0.99296875) * np.float32(2.5)
+    assert float(dequantize(quantize(jnp.float32(-2.5), bits=8, signed=True))) == np.float32(-0.99296875) * np.float32(
+        2.5
+    )
     empty = quantize(jnp.zeros((0, 5), jnp.float32), bits=4, signed=False)
     assert dequantize(empty).shape == (0, 5)
 
@@ -400,8 +405,16 @@ def bnb_cases():
     }
     cases = []
     for name, x in base.items():
-        for bits, signed, block_size in [(8, True, 256), (8, False, 256), (8, True, 64), (4, True, 128), (4, False, 128)]:
-            cases.append((f"{name}_{bits}{'s' if signed else 'u'}_{block_size}", _for(signed, x), bits, signed, block_size))
+        for bits, signed, block_size in [
+            (8, True, 256),
+            (8, False, 256),
+            (8, True, 64),
+            (4, True, 128),
+            (4, False, 128),
+        ]:
+            cases.append(
+                (f"{name}_{bits}{'s' if signed else 'u'}_{block_size}", _for(signed, x), bits, signed, block_size)
+            )
     return cases
 
 

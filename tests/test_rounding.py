@@ -77,7 +77,9 @@ def test_stochastic_rounding_is_deterministic_given_the_key_and_keeps_exact_and_
     np.testing.assert_array_equal(np.asarray(a.astype(jnp.float32)), np.asarray(b.astype(jnp.float32)))
     assert np.any(np.asarray(a != c))
     exact = x.astype(dtype).astype(jnp.float32)
-    np.testing.assert_array_equal(np.asarray(stochastic_round(exact, dtype, jax.random.key(5))), np.asarray(exact.astype(dtype)))
+    np.testing.assert_array_equal(
+        np.asarray(stochastic_round(exact, dtype, jax.random.key(5))), np.asarray(exact.astype(dtype))
+    )
     special = jnp.array([jnp.nan, jnp.inf, -jnp.inf, 0.0, -0.0], jnp.float32)
     out = np.asarray(stochastic_round(special, dtype, jax.random.key(6)).astype(jnp.float32))
     assert np.isnan(out[0]) and out[1] == np.inf and out[2] == -np.inf and np.all(out[3:] == 0)
@@ -176,7 +178,9 @@ def test_rounded_update_modes_through_apply_updates():
         rounded_update(p, step, rounding="kahan")
     with pytest.raises(TypeError, match=r"`rounded_update\(param=...\)` must be bfloat16 or float16; got float32"):
         rounded_update(p.astype(jnp.float32), step, rounding="nearest")
-    with pytest.raises(TypeError, match=r"`landing_update\(target=...\)` must have param's dtype bfloat16; got float16"):
+    with pytest.raises(
+        TypeError, match=r"`landing_update\(target=...\)` must have param's dtype bfloat16; got float16"
+    ):
         landing_update(p, p.astype(jnp.float16))
 
 

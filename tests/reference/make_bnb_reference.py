@@ -34,7 +34,9 @@ def main() -> None:
     except ImportError:
         sys.exit(f"make_bnb_reference.py needs bitsandbytes=={test_quantize.BNB_VERSION} (pip install it).")
     if bitsandbytes.__version__ != test_quantize.BNB_VERSION:
-        sys.exit(f"bitsandbytes {bitsandbytes.__version__} is installed; the recording is pinned to {test_quantize.BNB_VERSION}.")
+        sys.exit(
+            f"bitsandbytes {bitsandbytes.__version__} is installed; the recording is pinned to {test_quantize.BNB_VERSION}."
+        )
     arrays = test_quantize.record_bnb()
     np.savez_compressed(test_quantize.REFERENCE, **arrays)
     size = test_quantize.REFERENCE.stat().st_size / 1024
