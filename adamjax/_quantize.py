@@ -37,8 +37,10 @@ update; sharding along the first ``trail`` axis works when every shard holds a
 whole number of blocks (``partition_specs`` checks this). Since a row holds at
 least one block, a row of ``T`` elements has at most ``2 T / block_size``
 scales, so the state costs at most ``1 + 8 / block_size`` bytes per element
-at 8 bits and ``0.5 + 8 / block_size`` at 4 bits (and ``1 + 4 / block_size``,
-``0.5 + 4 / block_size`` when the rows are multiples of the block).
+at 8 bits and ``0.5 + 8.5 / block_size`` at 4 bits (an odd row pads half a
+byte), and exactly ``1 + 4 / block_size``, ``0.5 + 4 / block_size`` when the
+rows are multiples of the block: 2.03 and 1.06 bytes per parameter for both
+moments at the default block sizes.
 
 Non-finite and tiny values. A block whose absmax is zero stores zero scale and
 the code nearest zero, and dequantizes to exact zeros (never NaN). A block

@@ -357,6 +357,67 @@ def test_apply_if_finite_keeps_the_previous_quantized_state():
     assert int(state.notfinite_count) == 1
 
 
+def _decaying_average(bits: int) -> optax.GradientTransformation:
+    """A minimal transformation whose state is one quantized running average of the gradients."""
+
+    def init(params):
+        return quantize(jnp.zeros_like(params), bits=bits, signed=True)
+
+    def update(updates, state, params=None):
+        mu = 0.9 * dequantize(state) + 0.1 * updates
+        return mu, quantize_like(mu, state)
+
+    return optax.GradientTransformation(init, update)
+
+
+def _gradients(n: int) -> list[jax.Array]:
+    rng = np.random.default_rng(9)
+    return [jnp.asarray(rng.standard_normal(5000).astype(np.float32)) for _ in range(n)]
+
+
+def test_multi_steps_and_inject_hyperparams_carry_the_quantized_state():
+    with jax.numpy_dtype_promotion("standard"):  # optax's wrappers mix int32 counters and floats
+        _check_multi_steps_and_inject_hyperparams()
+
+
+def _check_multi_steps_and_inject_hyperparams():
+    grads = _gradients(4)
+    plain = _decaying_average(8)
+    accumulated = optax.MultiSteps(_decaying_average(8), every_k_schedule=2)
+    multi = accumulated.init(jnp.zeros(5000, jnp.float32))
+    for g in grads:
+        _, multi = jax.jit(accumulated.update)(g, multi)
+    # Two inner steps, on the means of gradient pairs.
+    inner = plain.init(jnp.zeros(5000, jnp.float32))
+    for pair in (grads[:2], grads[2:]):
+        _, inner = plain.update((pair[0] + pair[1]) / 2, inner)
+    np.testing.assert_allclose(np.asarray(dequantize(multi.inner_opt_state)), np.asarray(dequantize(inner)), atol=1e-6)
+    assert isinstance(multi.inner_opt_state, QuantizedArray)
+
+    injected = optax.inject_hyperparams(lambda scale: optax.chain(_decaying_average(4), optax.scale(scale)))(scale=0.5)
+    state = injected.init(jnp.zeros(5000, jnp.float32))
+    out, state = jax.jit(injected.update)(grads[0], state)
+    assert isinstance(state.inner_state[0], QuantizedArray) and state.inner_state[0].bits == 4
+    np.testing.assert_allclose(np.asarray(out), 0.05 * np.asarray(grads[0]), rtol=1e-6)
+
+
+def test_orbax_checkpoint_restores_bit_exactly(tmp_path):
+    import orbax.checkpoint as ocp
+
+    state = {
+        "mu": quantize(_gradients(1)[0], bits=8, signed=True),
+        "nu": quantize(_gradients(1)[0] ** 2, bits=4, signed=False),
+    }
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(tmp_path / "state", state)
+    with ocp.StandardCheckpointer() as checkpointer:
+        restored = checkpointer.restore(tmp_path / "state", jax.tree.map(ocp.utils.to_shape_dtype_struct, state))
+    assert isinstance(restored["mu"], QuantizedArray) and restored["nu"].bits == 4
+    for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(state), strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
 def test_partition_specs_shard_like_the_parameter():
     mesh = AbstractMesh((4, 2), ("data", "model"))
     q = zeros((512, 4096), bits=8, signed=True)
