@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import doctest
 import math
+import os
 import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -429,6 +432,45 @@ def test_partition_specs_shard_like_the_parameter():
     assert partition_specs(misaligned, P(None, "model"), mesh).codes == P(None, None)
     with pytest.raises(ValueError, match=r"cannot be split into shards of whole 256-element blocks"):
         partition_specs(misaligned, P(None, "model"), mesh, strict=True)
+
+
+SHARDED_STEP = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from adamjax._quantize import dequantize, partition_specs, quantize, quantize_like
+
+mesh = Mesh(np.array(jax.devices()).reshape(4, 2), ("data", "model"))
+rng = np.random.default_rng(0)
+for shape, spec in [((64, 2048), P("data", "model")), ((2048, 10), P("data", None)), ((4, 8, 512), P(None, "data", "model"))]:
+    x = jnp.asarray(rng.standard_normal(shape).astype(np.float32))
+    g = jnp.asarray(rng.standard_normal(shape).astype(np.float32))
+    for bits in (8, 4):
+        def step(state, grad):
+            return quantize_like(0.9 * dequantize(state) + 0.1 * grad, state)
+        q = quantize(x, bits=bits, signed=True)
+        specs = partition_specs(q, spec, mesh, strict=True)
+        q_sharding = jax.tree.map(lambda s: NamedSharding(mesh, s), specs)
+        sharded = jax.jit(step, in_shardings=(q_sharding, NamedSharding(mesh, spec)), out_shardings=q_sharding)
+        text = sharded.lower(q, g).compile().as_text()
+        used = [op for op in ("all-reduce", "all-gather", "collective-permute", "all-to-all", "reduce-scatter") if op in text]
+        assert not used, (shape, bits, used)
+        expected = jax.jit(step)(q, g)
+        got = sharded(jax.device_put(q, q_sharding), jax.device_put(g, NamedSharding(mesh, spec)))
+        assert got.codes.sharding.spec == specs.codes, (got.codes.sharding.spec, specs.codes)
+        np.testing.assert_array_equal(np.asarray(got.codes), np.asarray(expected.codes))
+        np.testing.assert_array_equal(np.asarray(got.scales), np.asarray(expected.scales))
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_codes_sharded_like_the_parameter_need_no_collective_on_8_devices():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", SHARDED_STEP], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
 
 
 # ---------------------------------------------------------------- errors and docs
