@@ -2,7 +2,7 @@
 
 Run from the repository root with bitsandbytes==0.50.2 (its CPU build) installed::
 
-    pip install "adamjax[quantize-reference]"
+    pip install bitsandbytes==0.50.2
     python tests/reference/make_bnb_reference.py
 
 It writes ``bnb_quantize.npz``: for each input of ``test_quantize.bnb_cases``
