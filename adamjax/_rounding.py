@@ -106,7 +106,9 @@ def kahan_add(param: jax.Array, update: jax.Array, compensation: jax.Array) -> t
         c_new = y - (new - param)                     # what the rounding lost
 
     ``new - param`` is exact in float32, so ``c_new`` is the rounding error up
-    to its own storage in ``compensation``'s dtype.
+    to its own storage in ``compensation``'s dtype. A bfloat16 buffer holds
+    the error to 8 bits, so updates below about ``2^-16 |param|`` are lost in
+    the buffer too (a weight of 100 does not move under steps of ``1e-4``).
 
     Args:
       param: the bfloat16 or float16 weights.
