@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from adamjax._flat import FlatParams, Layout, flatten_with, layout_of
+from adamjax._flat import FlatParams, flatten_with, layout_of
 from adamjax._fused import apply_step
 
 Array = Any
@@ -249,14 +249,15 @@ def from_transformation(tx: optax.GradientTransformation, *, flat: bool = False)
     if not isinstance(flat, bool):
         raise TypeError(f"`from_transformation(flat=...)` must be True or False; got {flat!r}.")
 
-    @functools.partial(jax.jit, static_argnums=0)
-    def flat_init(layout: Layout, params: Params) -> TransformationState:
-        buffers = flatten_with(layout, params, "from_transformation init")
-        return TransformationState(FlatParams(buffers, layout), tx.init(buffers))
+    # Not jitted as a whole: `flatten_with` concatenates concrete leaves with
+    # NumPy, which needs no compilation; `tx.init` then sees a few buffers.
+    init_buffers = jax.jit(tx.init)
 
     def init(params: Params) -> TransformationState:
         if flat:
-            return flat_init(layout_of(params), params)
+            layout = layout_of(params)
+            buffers = flatten_with(layout, params, "from_transformation init")
+            return TransformationState(FlatParams(buffers, layout), init_buffers(buffers))
         return TransformationState(params, tx.init(params))
 
     @jax.jit

@@ -203,6 +203,7 @@ class Report:
 
     targets: list[Target] = field(default_factory=list)
     memory: list[tuple[str, str, float]] = field(default_factory=list)  # (scenario, variant, peak / needed)
+    summaries: list[Any] = field(default_factory=list)  # per scenario, for the "which path" table
 
     def check(self, name: str, goal: str, measured: str, passed: bool) -> None:
         self.targets.append(Target(name, goal, measured, bool(passed)))

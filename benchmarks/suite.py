@@ -1,29 +1,31 @@
 """Adam step time, compile time and memory: adamjax against optax, example_libraries and torch.
 
-Every scenario runs its libraries interleaved in this one process and prints a
-Markdown table of medians, min-max and ratios taken from the same run; a final
-table checks the performance targets. Every library's step is written the way
-a careful user writes it: one jitted step that donates parameters and state
-(``torch.optim.Adam`` with ``.grad`` already set), the gradients precomputed
-and passed in, not donated, all float32 and of the same sizes.
+Every scenario runs its libraries interleaved in this one process and prints
+Markdown tables of medians, min-max and ratios taken from the same run; a
+"which path for which model" table and a table of the performance targets
+close the run. The main rows are steps written the way users write them
+(``benchmarks/realistic.py``): one jitted step that donates parameters and
+state and computes the loss's gradient inside, for optax's chains and each
+adamjax path, with the first-call (trace + compile + run) time. Extra rows,
+labelled "precomputed gradients", time the optimizer alone: the gradients are
+passed in, not donated (``torch.optim.Adam`` with ``.grad`` already set), all
+float32 and of the same sizes.
 
 Scenarios (``--scenario NAME``, repeatable; default all):
 
 * ``large-leaf``: one array of 2^24 parameters (``--large-log2``), with
   in-run bandwidth probes; the roof is the best streaming rate measured in the
   run, probes and libraries alike; and XLA's memory accounting;
-* ``small-leaves``: a 294-array transformer-like model of ~0.6M parameters,
-  step time and first-call (trace + compile + run) time;
-* ``large-leaves``: the same 294 arrays scaled to ~39M parameters, step time and
-  memory;
-* ``many-leaves``: 1,000 arrays, first-call time;
+* ``small-leaves``: a 294-array transformer-like model of ~0.6M parameters;
+* ``large-leaves``: the same 294 arrays scaled to ~39M parameters, and memory;
+* ``many-leaves``: 1,000 arrays;
 * ``eager-loop``: seed 003's scalar quadratic, a plain Python loop over the
   triple API (``benchmarks/eager_loop.py``);
 * ``sweep``: 64 learning rates x a small MLP in one jitted, vmapped step;
 * ``simulator``: the 64-setting simulator grid (``benchmarks/simulator_grid.py``).
 
 Run: ``python benchmarks/suite.py [--quick] [--scenario large-leaf ...]``
-(about 5 minutes on 2 CPU cores; ``--quick``, smaller and fewer, under a minute).
+(about 20 minutes on 2 CPU cores; ``--quick``, smaller and fewer, about a minute).
 """
 
 from __future__ import annotations
@@ -43,10 +45,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+# This checkout's adamjax first, then the benchmark helpers next to this file.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
 import eager_loop  # noqa: E402
+import realistic  # noqa: E402
 import simulator_grid  # noqa: E402
 
 import adamjax  # noqa: E402
@@ -79,7 +84,11 @@ class Settings:
 
     @property
     def first_call_reps(self) -> int:
-        return 1 if self.quick else 3
+        return 1 if self.quick else 2
+
+    def steps_for(self, n: int) -> int:
+        """Steps per timing sample: about 20 M parameter-steps (0.1-0.5 s), at least 3."""
+        return max(3, min(20 if self.quick else 50, int(2e7 / n)))
 
 
 # --------------------------------------------------------------------------- models
@@ -218,8 +227,6 @@ JAX_STEPS: dict[str, Callable[[Any, Any], JaxStep]] = {
     "example_libraries.adam": example_libraries_adam,
 }
 OPTAX = "optax.adam"
-# The float32 adamjax paths; a target counts the best of them.
-ADAMJAX_F32 = ("adamjax.apply_step", "adamjax.adam update + apply_updates", "adamjax flat triple")
 TORCH_FUSED = "torch Adam fused"
 
 
@@ -314,7 +321,7 @@ def print_memory(rows: list, n: int) -> None:
 
 def print_step_table(rows: list[Row], n: int, roof: float | None = None) -> None:
     base = next((r.time.median for r in rows if r.name == OPTAX), None)
-    header = ["variant", "median ms", "min-max ms", "vs optax", "GB/s"]
+    header = ["variant (precomputed gradients)", "median ms", "min-max ms", "vs optax", "GB/s"]
     if roof is not None:
         header.append("of roof")
     table = []
@@ -328,11 +335,6 @@ def print_step_table(rows: list[Row], n: int, roof: float | None = None) -> None
     print(
         "\n(GB/s: the bytes an ideal single pass moves, 28 per float32 parameter with float32 state, over the median.)"
     )
-
-
-def best_adamjax(rows: dict[str, float]) -> tuple[str, float]:
-    name = min((n for n in ADAMJAX_F32 if n in rows), key=rows.__getitem__)
-    return name, rows[name]
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -351,26 +353,59 @@ def bandwidth_probes(n: int) -> dict[str, tuple[h.Loop, float]]:
     }
 
 
+def realistic_rows(
+    model: str, shapes: Any, settings: Settings, report: h.Report, reps: int, extra: dict | None = None
+) -> tuple[dict[str, realistic.Measured], dict[str, h.Stats]]:
+    """Measures every path with the gradient computed in the step; prints the table unless probes need a roof."""
+    n = parameter_count(shapes)
+    rows, probes = realistic.measure(shapes, settings.rounds, settings.steps_for(n), reps, extra)
+    report.summaries.append(realistic.Summary(model, rows))
+    realistic.check_paths(report, model, rows)
+    return rows, probes
+
+
 def scenario_large_leaf(settings: Settings, torch: Any | None, report: h.Report) -> None:
     n = 2**settings.large_log2
     shapes = jax.ShapeDtypeStruct((n,), F32)
     print(f"One float32 array of 2^{settings.large_log2} = {n:,} parameters.")
     if n < 2**24:
         print("Note: arrays this small partly stay in the CPU's last-level cache; the roof then measures the cache.")
+    probes_loops = bandwidth_probes(n)
+    rows, probes = realistic_rows(f"one 2^{settings.large_log2} array", shapes, settings, report, 1, probes_loops)
+    rates = {name: realistic.traffic(row) * n / row.step.median / 1e9 for name, row in rows.items()}
+    rates |= {name: probes_loops[name][1] * n / s.median / 1e9 for name, s in probes.items()}
+    roof_name = max(rates, key=rates.__getitem__)
+    roof = rates[roof_name]
+    print(
+        f"\nGradient computed in the step; roof = the best streaming rate of this run, {roof:.1f} GB/s "
+        f"({roof_name}); the probes: "
+        + ", ".join(f"{name} {probes_loops[name][1] * n / s.median / 1e9:.1f} GB/s" for name, s in probes.items())
+        + ".\n"
+    )
+    realistic.print_table(rows, n, roof)
+    for name in (realistic.FUSED_ADAMW, realistic.FUSED_CLIPPED):
+        report.check(
+            f"one large array: {name} vs bandwidth roof",
+            ">= 0.90 of roof",
+            f"{rates[name] / roof:.2f} ({rates[name]:.1f} of {roof:.1f} GB/s)",
+            rates[name] >= 0.9 * roof,
+        )
+
+    print("\nPrecomputed gradients (extra rows: the optimizer step alone):")
     rows = measure_steps(shapes, settings, torch, report, "large-leaf", extra=bandwidth_probes(n))
     bandwidth = {r.name: r.traffic * n / r.time.median / 1e9 for r in rows}
     roof_name = max(bandwidth, key=bandwidth.__getitem__)
     roof = bandwidth[roof_name]
-    probes = max(rate for name, rate in bandwidth.items() if name.startswith("probe"))
+    probes_rate = max(rate for name, rate in bandwidth.items() if name.startswith("probe"))
     print(
-        f"\nStep time; roof = the best streaming rate of this run, {roof:.1f} GB/s ({roof_name}; "
-        f"the probes alone: {probes:.1f} GB/s):\n"
+        f"\nStep time, precomputed gradients; roof = the best streaming rate of these rows, {roof:.1f} GB/s "
+        f"({roof_name}; the probes alone: {probes_rate:.1f} GB/s):\n"
     )
     print_step_table(rows, n, roof)
     medians = {r.name: r.time.median for r in rows}
     ours = "adamjax.apply_step"
     report.check(
-        "one large leaf: adamjax.apply_step vs bandwidth roof",
+        "one large leaf, precomputed gradients: adamjax.apply_step vs bandwidth roof",
         ">= 0.90 of roof",
         f"{bandwidth[ours] / roof:.2f} ({bandwidth[ours]:.1f} of {roof:.1f} GB/s)",
         bandwidth[ours] >= 0.9 * roof,
@@ -378,54 +413,11 @@ def scenario_large_leaf(settings: Settings, torch: Any | None, report: h.Report)
     if TORCH_FUSED in medians:
         vs_torch = medians[ours] / medians[TORCH_FUSED]
         report.check(
-            "one large leaf: adamjax.apply_step vs torch fused",
+            "one large leaf, precomputed gradients: adamjax.apply_step vs torch fused",
             "<= 1.00x step time",
             h.ratio(vs_torch, 3),
             vs_torch <= 1.0,
         )
-
-
-def first_calls(builders: dict[str, Callable], shapes: Any, reps: int) -> dict[str, tuple[h.Stats, h.Stats]]:
-    """Init and first step (trace + compile + run) of fresh optimizers and fresh jits, caches cleared."""
-    params = h.random_like(shapes, seed=0)
-    grads = h.random_like(shapes, seed=1)
-
-    def measure(build: Callable) -> tuple[float, float]:
-        owned = fresh(params)
-        jax.clear_caches()
-        start = time.perf_counter()
-        step = build(owned, grads)
-        jax.block_until_ready(step.args)
-        initialised = time.perf_counter()
-        jax.block_until_ready(step.jitted(*step.args))
-        return initialised - start, time.perf_counter() - initialised
-
-    samples = h.interleave_calls({name: (lambda b=b: measure(b)) for name, b in builders.items()}, reps)
-    return {name: (h.stats([s[0] for s in v]), h.stats([s[1] for s in v])) for name, v in samples.items()}
-
-
-def print_first_calls(results: dict[str, tuple[h.Stats, h.Stats]], reps: int) -> None:
-    base = results[OPTAX][1].median
-    base_total = results[OPTAX][0].median + base
-    table = []
-    for name, (init, first) in results.items():
-        total = init.median + first.median
-        table.append(
-            (
-                name,
-                f"{init.median:.3f}",
-                f"{first.median:.3f}",
-                f"{first.low:.3f}-{first.high:.3f}",
-                h.ratio(first.median / base),
-                h.ratio(total / base_total),
-            )
-        )
-    header = ("variant", "init s", "first step s", "min-max s", "first step vs optax", "init + first step vs optax")
-    print(h.markdown_table(header, table))
-    print(f"\n(medians of {reps}; `jax.clear_caches()` before each, fresh optimizer and fresh `jax.jit`.)")
-
-
-FIRST_CALL_STEPS = {name: JAX_STEPS[name] for name in (OPTAX, *ADAMJAX_F32)}
 
 
 def step_medians(shapes: Any, settings: Settings, torch: Any | None, report: h.Report, scenario: str) -> dict:
@@ -436,38 +428,40 @@ def step_medians(shapes: Any, settings: Settings, torch: Any | None, report: h.R
     return {r.name: r.time.median for r in rows}
 
 
-def check_best_vs_optax(report: h.Report, what: str, limit: float, values: dict[str, float]) -> None:
-    """The best float32 adamjax path's ``values`` over optax's must be at most ``limit``."""
-    name, best = best_adamjax(values)
-    vs_optax = best / values[OPTAX]
-    report.check(what, f"<= {limit:.2f}x optax", f"{h.ratio(vs_optax, 3)} ({name})", vs_optax <= limit)
-
-
 def scenario_small_leaves(settings: Settings, torch: Any | None, report: h.Report) -> None:
     shapes = transformer_like(settings.transformer_blocks, 44)
-    print(f"Transformer-like model: {describe(shapes)}.\n\nFirst call:\n")
-    calls = first_calls(FIRST_CALL_STEPS, shapes, settings.first_call_reps)
-    print_first_calls(calls, settings.first_call_reps)
-    medians = step_medians(shapes, settings, torch, report, "small-leaves")
     leaves = len(jax.tree.leaves(shapes))
-    check_best_vs_optax(report, f"{leaves} small leaves: step time", 0.25, medians)
-    check_best_vs_optax(report, f"{leaves} small leaves: first call", 0.15, {k: v[1].median for k, v in calls.items()})
+    print(f"Transformer-like model: {describe(shapes)}.\n\nGradient computed in the step:\n")
+    rows, _ = realistic_rows(f"{leaves} small arrays", shapes, settings, report, settings.first_call_reps)
+    realistic.print_table(rows, parameter_count(shapes))
+    flat = realistic.FLAT
+    for field, what, limit in (("step", "step time", 0.25), ("first", "first call", 0.15)):
+        value = realistic.vs_base(rows, flat, field)
+        report.check(
+            f"{leaves} small arrays: {flat} {what}", f"<= {limit:.2f}x optax", h.ratio(value, 3), value <= limit
+        )
+    print("\nPrecomputed gradients (extra rows: the optimizer step alone):")
+    step_medians(shapes, settings, torch, report, "small-leaves")
 
 
 def scenario_large_leaves(settings: Settings, torch: Any | None, report: h.Report) -> None:
     shapes = transformer_like(settings.transformer_blocks, settings.large_width)
-    print(f"Transformer-like model: {describe(shapes)}.")
-    medians = step_medians(shapes, settings, torch, report, "large-leaves")
-    check_best_vs_optax(report, f"{len(jax.tree.leaves(shapes))} large leaves: step time", 0.90, medians)
+    leaves = len(jax.tree.leaves(shapes))
+    print(f"Transformer-like model: {describe(shapes)}.\n\nGradient computed in the step:\n")
+    rows, _ = realistic_rows(f"{leaves} large arrays", shapes, settings, report, 1)
+    realistic.print_table(rows, parameter_count(shapes))
+    print("\nPrecomputed gradients (extra rows: the optimizer step alone):")
+    step_medians(shapes, settings, torch, report, "large-leaves")
 
 
 def scenario_many_leaves(settings: Settings, torch: Any | None, report: h.Report) -> None:
     shapes = assorted_leaves(settings.many_leaves)
-    print(f"Many arrays: {describe(shapes)}.\n")
-    calls = first_calls(FIRST_CALL_STEPS, shapes, 1 if settings.quick else 2)
-    print_first_calls(calls, 1 if settings.quick else 2)
-    firsts = {k: v[1].median for k, v in calls.items()}
-    check_best_vs_optax(report, f"{settings.many_leaves:,} leaves: first call", 0.20, firsts)
+    print(f"Many arrays: {describe(shapes)}.\n\nGradient computed in the step:\n")
+    label = f"{settings.many_leaves:,} arrays"
+    rows, _ = realistic_rows(label, shapes, settings, report, 1)
+    realistic.print_table(rows, parameter_count(shapes))
+    value = realistic.vs_base(rows, realistic.FLAT, "total")
+    report.check(f"{label}: {realistic.FLAT} init + first step", "<= 0.20x optax", h.ratio(value, 3), value <= 0.2)
 
 
 def scenario_eager_loop(settings: Settings, torch: Any | None, report: h.Report) -> None:
@@ -642,6 +636,13 @@ def main(argv: list[str] | None = None) -> int:
         scenario_start = time.perf_counter()
         run(settings, torch, report)
         print(f"\n[{key}: {time.perf_counter() - scenario_start:.0f} s]", flush=True)
+    if report.summaries:
+        print("\n## Which path for which model\n")
+        print(realistic.recommend(report.summaries))
+        print(
+            "\n(From the rows above with the gradient computed in the step; ratios against optax's same chain. "
+            "First-call times on a shared machine are noisy: compare paths within one run.)"
+        )
     print("\n## State dtypes\n")
     state_dtype_table(report)
     memory_targets(report)

@@ -49,7 +49,7 @@ def table_rows(text: str, *columns: str) -> list[list[str]]:
 def test_large_leaf_tables_have_every_library(quick_output):
     assert "## One large leaf (`large-leaf`)" in quick_output
     assert "adamjax native kernel:" in quick_output
-    step_rows = table_rows(quick_output, "variant", "median ms")
+    step_rows = table_rows(quick_output, "variant (precomputed gradients)", "median ms")
     names = [row[0] for row in step_rows]
     expected = [
         "optax.adam",
@@ -92,6 +92,55 @@ def test_eager_loop_and_targets(quick_output):
     targets = table_rows(quick_output, "target")
     names = [row[0] for row in targets]
     assert "eager triple loop vs user-jitted" in names
-    assert "one large leaf: adamjax.apply_step vs bandwidth roof" in names
+    assert "one large leaf, precomputed gradients: adamjax.apply_step vs bandwidth roof" in names
+    assert "one large array: apply_step(clip + adamjax.adamw(schedule)) vs bandwidth roof" in names
+    assert "one 2^16 array: adamjax.adam: update + apply_updates first call" in names
+    assert "one 2^16 array: optimizers.adam triple, user jit step time" in names
     assert "bfloat16 mu and nu halve state memory" in names
     assert all(row[3] in ("PASS", "MISS") for row in targets)
+
+
+REALISTIC_PATHS = [
+    ("optax.adam", "itself"),
+    ("optax.adamw", "itself"),
+    ("optax clip + adamw(schedule)", "itself"),
+    ("optax.inject_hyperparams(optax.adamw)", "itself"),
+    ("adamjax.adam: update + apply_updates", "optax.adam"),
+    ("adamjax.adamw: update + apply_updates", "optax.adamw"),
+    ("adamjax clip + adamw(schedule): update + apply_updates", "optax clip + adamw(schedule)"),
+    ("apply_step(adamjax.adamw)", "optax.adamw"),
+    ("apply_step(clip + adamjax.adamw(schedule))", "optax clip + adamw(schedule)"),
+    ("apply_step(inject_hyperparams(adamjax.adamw))", "optax.inject_hyperparams(optax.adamw)"),
+    ("optimizers.adam triple, user jit", "optax.adam"),
+    ("flat triple, flat gradients", "optax.adam"),
+]
+
+
+def test_rows_with_the_gradient_in_the_step(quick_output):
+    rows = table_rows(quick_output, "variant", "compared with")
+    assert [(row[0], row[1]) for row in rows] == REALISTIC_PATHS
+    header = cells(
+        next(line for line in quick_output.splitlines() if line.startswith("| variant ") and "compared with" in line)
+    )
+    assert header[-2:] == ["GB/s", "of roof"]
+    for row in rows:
+        step, first = float(row[2].replace(",", "")), float(row[6])
+        assert step > 0 and first > 0
+        if row[1] == "itself":  # optax's rows are their own base
+            assert row[4] == row[7] == row[8] == "1.00x"
+        assert 0 < float(row[10]) <= 1.0  # a fraction of the run's best streaming rate
+    # The ratio columns are the row over its base, measured in the same run.
+    by_name = {row[0]: row for row in rows}
+    drop_in, optax_adam = by_name["adamjax.adam: update + apply_updates"], by_name["optax.adam"]
+    ratio = float(drop_in[6]) / float(optax_adam[6])
+    assert float(drop_in[7].rstrip("x")) == pytest.approx(ratio, rel=0.05, abs=0.01)
+
+
+def test_which_path_table_is_computed_from_the_rows(quick_output):
+    rows = table_rows(quick_output, "model", "fastest step (vs optax's same chain)")
+    assert [row[0] for row in rows] == ["one 2^16 array"]
+    names = [name for name, _ in REALISTIC_PATHS if not name.startswith("optax")]
+    fastest, ratio = rows[0][1].rsplit(" (", 1)
+    assert fastest in names
+    measured = {row[0]: float(row[4].rstrip("x")) for row in table_rows(quick_output, "variant", "compared with")}
+    assert float(ratio.rstrip("x)")) == pytest.approx(min(measured[name] for name in names), abs=0.006)

@@ -1,0 +1,291 @@
+"""Steps written the way users write them: the loss's gradient computed inside the jitted, donated step.
+
+Each path is one ``jax.jit`` that takes the parameters and the optimizer state
+(donated), computes ``jax.grad(loss)`` and steps; paths are compared with
+optax's same chain (bare ``adam``, bare ``adamw``, clipping plus ``adamw`` with
+a warmup-cosine schedule, ``inject_hyperparams(adamw)``) measured in the same
+run. Only public APIs are used (``tx.init``/``tx.update``, ``optax``,
+``adamjax.apply_step``, ``adamjax.optimizers``), so the rows do not depend on
+how adamjax lays out its state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import _harness as h
+import jax
+import jax.numpy as jnp
+import optax
+
+import adamjax
+from adamjax import optimizers
+
+LR = 1e-3
+WEIGHT_DECAY = 1e-4
+SCHEDULE = optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=LR, warmup_steps=100, decay_steps=10_000)
+
+
+def loss(params: Any) -> jax.Array:
+    """A quadratic per array: cheap, so the optimizer's own cost shows, yet a real gradient of every leaf."""
+    return sum(jnp.mean(jnp.square(leaf - 0.5)) for leaf in jax.tree.leaves(params))
+
+
+@dataclass
+class Built:
+    """A path's jitted step, the arguments of its first call and how to advance them."""
+
+    jitted: Any
+    args: tuple
+    advance: Callable[[Any, tuple], tuple]
+
+    def loop(self) -> h.Loop:
+        return h.Loop(lambda args: self.advance(self.jitted(*args), args), self.args)
+
+
+def _outputs(out: Any, args: tuple) -> tuple:
+    return tuple(out)
+
+
+def two_calls(tx: optax.GradientTransformation, params: Any) -> Built:
+    def step(params, state):
+        grads = jax.grad(loss)(params)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return Built(jax.jit(step, donate_argnums=(0, 1)), (params, tx.init(params)), _outputs)
+
+
+def fused(tx: optax.GradientTransformation, params: Any) -> Built:
+    def step(params, state):
+        return adamjax.apply_step(tx, jax.grad(loss)(params), state, params)
+
+    return Built(jax.jit(step, donate_argnums=(0, 1)), (params, tx.init(params)), _outputs)
+
+
+def classic_triple(params: Any) -> Built:
+    init, update, get_params = optimizers.adam(LR)
+
+    def step(i, state):
+        return update(i, jax.grad(loss)(get_params(state)), state)
+
+    return Built(jax.jit(step, donate_argnums=1), (0, init(params)), lambda out, args: (args[0] + 1, out))
+
+
+def flat_triple(params: Any) -> Built:
+    init, update, _ = optimizers.from_transformation(adamjax.adam(LR), flat=True)
+
+    def step(state):
+        return update(0, jax.grad(lambda flat: loss(flat.unflatten()))(state.params), state)
+
+    return Built(jax.jit(step, donate_argnums=0), (init(params),), lambda out, args: (out,))
+
+
+def clipped(adamw: Callable) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(1.0), adamw(SCHEDULE, weight_decay=WEIGHT_DECAY))
+
+
+def injected(adamw: Callable) -> optax.GradientTransformation:
+    return optax.inject_hyperparams(adamw)(learning_rate=LR, weight_decay=WEIGHT_DECAY)
+
+
+OPTAX_ADAM, OPTAX_ADAMW, OPTAX_CLIPPED, OPTAX_INJECTED = (
+    "optax.adam",
+    "optax.adamw",
+    "optax clip + adamw(schedule)",
+    "optax.inject_hyperparams(optax.adamw)",
+)
+DROP_IN = "adamjax.adam: update + apply_updates"
+CLASSIC = "optimizers.adam triple, user jit"
+FLAT = "flat triple, flat gradients"
+FUSED_ADAMW = "apply_step(adamjax.adamw)"
+FUSED_CLIPPED = "apply_step(clip + adamjax.adamw(schedule))"
+FUSED_INJECTED = "apply_step(inject_hyperparams(adamjax.adamw))"
+
+
+@dataclass
+class Path:
+    base: str  # the optax row with the same chain
+    build: Callable[[Any], Built]
+    extra_bytes: int = 0  # bytes per parameter beyond Adam's single pass (clipping reads the gradients again)
+
+
+PATHS: dict[str, Path] = {
+    OPTAX_ADAM: Path(OPTAX_ADAM, lambda p: two_calls(optax.adam(LR), p)),
+    OPTAX_ADAMW: Path(OPTAX_ADAMW, lambda p: two_calls(optax.adamw(LR, weight_decay=WEIGHT_DECAY), p)),
+    OPTAX_CLIPPED: Path(OPTAX_CLIPPED, lambda p: two_calls(clipped(optax.adamw), p), 4),
+    OPTAX_INJECTED: Path(OPTAX_INJECTED, lambda p: two_calls(injected(optax.adamw), p)),
+    DROP_IN: Path(OPTAX_ADAM, lambda p: two_calls(adamjax.adam(LR), p)),
+    "adamjax.adamw: update + apply_updates": Path(
+        OPTAX_ADAMW, lambda p: two_calls(adamjax.adamw(LR, weight_decay=WEIGHT_DECAY), p)
+    ),
+    "adamjax clip + adamw(schedule): update + apply_updates": Path(
+        OPTAX_CLIPPED, lambda p: two_calls(clipped(adamjax.adamw), p), 4
+    ),
+    FUSED_ADAMW: Path(OPTAX_ADAMW, lambda p: fused(adamjax.adamw(LR, weight_decay=WEIGHT_DECAY), p)),
+    FUSED_CLIPPED: Path(OPTAX_CLIPPED, lambda p: fused(clipped(adamjax.adamw), p), 4),
+    FUSED_INJECTED: Path(OPTAX_INJECTED, lambda p: fused(injected(adamjax.adamw), p)),
+    CLASSIC: Path(OPTAX_ADAM, classic_triple),
+    FLAT: Path(OPTAX_ADAM, flat_triple),
+}
+
+
+@dataclass
+class Measured:
+    """One path in one scenario: step time, init time and first-call time (seconds)."""
+
+    name: str
+    base: str
+    step: h.Stats
+    init: h.Stats
+    first: h.Stats
+    extra_bytes: int
+
+
+def measure(
+    shapes: Any, rounds: int, steps: int, reps: int, extra: dict | None = None
+) -> tuple[dict[str, Measured], dict[str, h.Stats]]:
+    """First calls of every path (``reps`` rotations, caches cleared), then their steps interleaved.
+
+    A first call is the build (optimizer and state initialisation) and then the
+    first step (trace, compile, run). Before each rotation the caches are
+    cleared and the loss's gradient is traced once on these shapes, so that no
+    path pays for warming up JAX's own tracing caches. The step timings reuse
+    the last rotation's compiled steps.
+    """
+    params = h.random_like(shapes, seed=0)
+    names = list(PATHS)
+    inits: dict[str, list[float]] = {n: [] for n in names}
+    firsts: dict[str, list[float]] = {n: [] for n in names}
+    built: dict[str, Built] = {}
+    for r in range(reps):
+        jax.clear_caches()
+        jax.make_jaxpr(jax.grad(loss))(params)
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            owned = jax.block_until_ready(jax.tree.map(jnp.copy, params))
+            start = time.perf_counter()
+            step = PATHS[name].build(owned)
+            jax.block_until_ready(step.args)
+            ready = time.perf_counter()
+            step.args = step.advance(jax.block_until_ready(step.jitted(*step.args)), step.args)
+            done = time.perf_counter()
+            inits[name].append(ready - start)
+            firsts[name].append(done - ready)
+            built[name] = step
+    del params
+    loops = {name: step.loop() for name, step in built.items()}
+    for name, (loop, _) in (extra or {}).items():
+        loops[name] = loop
+    timed = h.interleave(loops, rounds, steps)
+    rows = {
+        name: Measured(
+            name, PATHS[name].base, timed[name], h.stats(inits[name]), h.stats(firsts[name]), PATHS[name].extra_bytes
+        )
+        for name in names
+    }
+    return rows, {name: timed[name] for name in (extra or {})}
+
+
+ADAM_BYTES = 28.0  # read g, p, m, v; write p, m, v (float32)
+GRADIENT_BYTES = 8.0  # the loss's gradient pass: read p, write g
+
+
+def traffic(row: Measured) -> float:
+    """Bytes per parameter an ideal step moves: the gradient pass, Adam's single pass, clipping's extra read."""
+    return GRADIENT_BYTES + ADAM_BYTES + row.extra_bytes
+
+
+def print_table(rows: dict[str, Measured], n: int, roof: float | None = None) -> None:
+    header = [
+        "variant",
+        "compared with",
+        "median ms",
+        "min-max ms",
+        "step vs optax",
+        "init s",
+        "first step s",
+        "first step vs optax",
+        "init + first vs optax",
+    ]
+    if roof is not None:
+        header += ["GB/s", "of roof"]
+    table = []
+    for row in rows.values():
+        base = rows[row.base]
+        total = row.init.median + row.first.median
+        cells = [
+            row.name,
+            "itself" if row.base == row.name else row.base,
+            h.ms(row.step.median),
+            h.spread(row.step),
+            h.ratio(row.step.median / base.step.median),
+            f"{row.init.median:.3f}",
+            f"{row.first.median:.3f}",
+            h.ratio(row.first.median / base.first.median),
+            h.ratio(total / (base.init.median + base.first.median)),
+        ]
+        if roof is not None:
+            gbs = traffic(row) * n / row.step.median / 1e9
+            cells += [f"{gbs:.1f}", f"{gbs / roof:.2f}"]
+        table.append(cells)
+    print(h.markdown_table(header, table))
+    note = (
+        "\n(The gradient is computed inside each jitted, donated step. Ratios are against optax's same chain, "
+        "measured in this run. First step: trace + compile + run after `jax.clear_caches()`; init: building the "
+        "optimizer and its state."
+    )
+    if roof is not None:
+        note += (
+            f" GB/s: {GRADIENT_BYTES + ADAM_BYTES:.0f} bytes per float32 parameter (the gradient pass, read p and "
+            f"write g, then Adam's single pass), {GRADIENT_BYTES + ADAM_BYTES + 4:.0f} with clipping, which reads "
+            "the gradients once more, over the median step."
+        )
+    print(note + ")")
+
+
+def vs_base(rows: dict[str, Measured], name: str, field: str) -> float:
+    if field == "total":
+        row, base = rows[name], rows[rows[name].base]
+        return (row.init.median + row.first.median) / (base.init.median + base.first.median)
+    return getattr(rows[name], field).median / getattr(rows[rows[name].base], field).median
+
+
+def check_paths(report: h.Report, label: str, rows: dict[str, Measured]) -> None:
+    """No path slower than optax: the drop-in and the classic triple, step and first call."""
+    for name in (DROP_IN, CLASSIC):
+        for field, what in (("step", "step time"), ("first", "first call")):
+            value = vs_base(rows, name, field)
+            report.check(f"{label}: {name} {what}", "<= 1.00x optax", h.ratio(value, 3), value <= 1.0)
+
+
+@dataclass
+class Summary:
+    """What one scenario measured, for the closing "which path for which model" table."""
+
+    model: str
+    rows: dict[str, Measured]
+
+
+def recommend(summaries: list[Summary]) -> str:
+    """The "which path for which model" table, computed from the measured rows."""
+    table = []
+    for summary in summaries:
+        rows = summary.rows
+        ours = [name for name in rows if not name.startswith("optax")]
+        fastest = min(ours, key=lambda n: vs_base(rows, n, "step"))
+        quickest = min(ours, key=lambda n: vs_base(rows, n, "total"))
+        slower = [n for n in ours if vs_base(rows, n, "step") > 1.0]
+        table.append(
+            (
+                summary.model,
+                f"{fastest} ({h.ratio(vs_base(rows, fastest, 'step'))})",
+                f"{quickest} ({h.ratio(vs_base(rows, quickest, 'total'))})",
+                ", ".join(f"{n} ({h.ratio(vs_base(rows, n, 'step'))})" for n in slower) or "none",
+            )
+        )
+    header = ("model", "fastest step (vs optax's same chain)", "quickest init + first step", "steps slower than optax")
+    return h.markdown_table(header, table)
