@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from adamjax import _checks
@@ -244,6 +245,7 @@ def adam_step(
     *,
     bias_corrections: tuple[jax.Array, jax.Array] | None = None,
     complements: tuple[jax.Array, jax.Array] | None = None,
+    memo: dict | None = None,
 ) -> AdamStep:
     r"""One Adam step for one array.
 
@@ -316,16 +318,18 @@ def adam_step(
         nu_hat = nu_used / bias_corrections[1].astype(real)
     else:
         if config.bias_correction_mu:
-            bc1 = bias_correction(config.b1, count, real)
+            bc1 = _memo(memo, ("b1", real), lambda: bias_correction(config.b1, count, real))
             if config.nesterov:
-                bc1_next = bias_correction(config.b1, optax.safe_increment(count), real)
+                bc1_next = _memo(
+                    memo, ("b1 next", real), lambda: bias_correction(config.b1, optax.safe_increment(count), real)
+                )
                 mu_hat = _c(b1, dtype) * mu / _c(bc1_next, dtype) + _c(one_minus_b1, dtype) * g / _c(bc1, dtype)
             else:
                 mu_hat = mu / _c(bc1, dtype)
         else:
             mu_hat = _c(b1, dtype) * mu + _c(one_minus_b1, dtype) * g if config.nesterov else mu
         if config.bias_correction_nu and power != math.inf:
-            nu_hat = nu_used / bias_correction(config.b2, count, real)
+            nu_hat = nu_used / _memo(memo, ("b2", real), lambda: bias_correction(config.b2, count, real))
         else:
             nu_hat = nu_used
 
@@ -341,9 +345,31 @@ def adam_step(
     # A zero denominator (eps = 0 with a zero gradient, or a second moment that
     # underflowed) gives sign(mu_hat) -- the limit of mu_hat / sqrt(nu_hat) for
     # a gradient too small to square -- instead of 0/0 = NaN or x/0 = inf.
+    if _positive_in(config.eps, real):
+        return AdamStep(mu, nu, nu_max, mu_hat, nu_hat, denom, mu_hat / denom.astype(dtype))
     zero = denom == 0
     update = jnp.where(zero, jnp.sign(mu_hat), mu_hat) / jnp.where(zero, 1, denom).astype(dtype)
     return AdamStep(mu, nu, nu_max, mu_hat, nu_hat, denom, update)
+
+
+def _memo(memo: dict | None, key: tuple, compute: Any) -> Any:
+    """``compute()``, once per key within one update (the bias corrections are the same for every array)."""
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
+def _positive_in(eps: Any, dtype: jnp.dtype) -> bool:
+    """Whether ``eps`` is a Python number that stays positive in ``dtype``: then ``root + eps`` is never 0.
+
+    The root is ``>= 0`` (or NaN, which no guard repairs), so the zero-denominator
+    guard is needed only for ``eps = 0``, an ``eps`` below ``dtype``'s smallest
+    number, or a traced ``eps``. Dropping it where it cannot fire keeps the
+    compiled step (and its compile time) small.
+    """
+    return isinstance(eps, (int, float)) and not isinstance(eps, bool) and float(np.asarray(eps, dtype)) > 0.0
 
 
 def _c(factor: Any, dtype: jnp.dtype) -> Any:
@@ -490,6 +516,7 @@ def update_state(
     nus = treedef.flatten_up_to(state.nu)
     nu_maxes = treedef.flatten_up_to(state.nu_max) if config.amsgrad else [None] * len(mus)
     count = optax.safe_increment(state.count)
+    memo: dict = {}  # bias corrections, computed once per dtype for all arrays
 
     new_updates, new_mu, new_nu, new_nu_max, steps = [], [], [], [], []
     for grad, mu, nu, nu_max in zip(grads, mus, nus, nu_maxes, strict=True):
@@ -500,7 +527,7 @@ def update_state(
                 f"dtype or `mu_dtype`) and cannot hold complex gradients ({jnp.dtype(grad.dtype).name}): optimise "
                 "complex parameters, with a complex `mu_dtype` such as jnp.complex64 or None."
             )
-        step = adam_step(grad, mu, nu, nu_max, count, config)
+        step = adam_step(grad, mu, nu, nu_max, count, config, memo=memo)
         steps.append(step)
         update = step.update if jnp.iscomplexobj(grad) else jnp.real(step.update)
         new_updates.append(update.astype(grad.dtype))
