@@ -15,9 +15,10 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from tqdm import tqdm
+
 import adamjax
 from adamjax import plot, signals
-from adamjax._progress import progress
 
 EPS_SEED002 = 1e-7  # seed 002's epsilon
 
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, draw in progress(FIGURES.items(), desc="figures"):
+    for name, draw in tqdm(FIGURES.items(), desc="figures", unit="figure"):
         draw().savefig(out / f"{name}.png", dpi=100)
     print(f"wrote {len(FIGURES)} figures to {out}/: {', '.join(FIGURES)}")
     return 0
