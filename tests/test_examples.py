@@ -8,7 +8,6 @@ import re
 import pytest
 from helpers import assert_drawn_png, run_example
 
-
 # tqdm's last line for a finished bar: 100%, the count, elapsed<left, the rate, then the loss.
 FINISHED_BAR = r"100%\|[^|]*\| {n}/{n} \[[\d:]+<00:00, +[\d.]+(?:{unit}/s|s/{unit}), loss=[\d.e+-]+\]"
 

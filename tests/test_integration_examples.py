@@ -42,9 +42,12 @@ def test_quickstart_notebook_matches_its_generator_and_installs_only_when_missin
     committed = assert_notebook_matches_generator(NOTEBOOK, "_make_tpu_quickstart.py")
     install = next(c.source for c in committed.cells if c.cell_type == "code")
     assert re.search(r'if importlib\.util\.find_spec\("adamjax"\) is None:\n +%pip install', install), install
-    # IPython turns the indented magic into a call, with `{ADAMJAX}` expanded when it runs.
+    # IPython turns the indented magic into a call, with `{ADAMJAX}` expanded, inside quotes, when it runs.
     python = TransformerManager().transform_cell(install)
-    assert "    get_ipython().run_line_magic('pip', 'install --quiet {ADAMJAX}')" in python, python
+    assert """    get_ipython().run_line_magic('pip', 'install --quiet "{ADAMJAX}"')""" in python, python
+    # What it installs is the pyproject's repository, as pip's direct-reference requirement.
+    repository = re.search(r'^Repository = "(.+)"$', (EXAMPLES.parent / "pyproject.toml").read_text(), re.M).group(1)
+    assert f'ADAMJAX = "adamjax @ git+{repository}"' in install, install
 
 
 def test_quickstart_notebook_runs_on_cpu_trains_and_sweeps(monkeypatch):
