@@ -58,7 +58,9 @@ def _load() -> str | None:
     """Registers the kernel with XLA once; returns why it is unavailable, or None."""
     path = _library_path()
     if path is None:
-        return _build_record.not_built_reason() or "the native kernel was not built (install adamjax with pip to build it)"
+        return (
+            _build_record.not_built_reason() or "the native kernel was not built (install adamjax with pip to build it)"
+        )
     mismatch = _build_record.incompatibility()
     if mismatch is not None:  # registering it would stop XLA's CPU backend from starting
         return mismatch

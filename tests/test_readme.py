@@ -73,10 +73,14 @@ def test_guide_page_snippets_run_top_to_bottom(page, tmp_path):
 
 # A user has never seen the design notes this project grew from, nor its tracker.
 PRIVATE_WORDS = re.compile(r"(?i)\bseed ?\d{3}\b|\bthe seeds?\b|\bseed's\b|\bissue \d+\b|\bgists?\b")
-USER_TEXT = [ROOT / "README.md", ROOT / "CHANGELOG.md", *DOCS] + [
-    ROOT / "examples" / name
-    for name in ("quickstart.py", "mlp_both_apis.py", "quadratic_from_scratch.py", "jax_training_loop.py")
-] + [ROOT / "examples" / "_make_tpu_quickstart.py"]
+USER_TEXT = (
+    [ROOT / "README.md", ROOT / "CHANGELOG.md", *DOCS]
+    + [
+        ROOT / "examples" / name
+        for name in ("quickstart.py", "mlp_both_apis.py", "quadratic_from_scratch.py", "jax_training_loop.py")
+    ]
+    + [ROOT / "examples" / "_make_tpu_quickstart.py"]
+)
 
 
 @pytest.mark.parametrize("path", USER_TEXT, ids=lambda p: p.name)
