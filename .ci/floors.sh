@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The test suite on the oldest releases adamjax declares it supports.
 #
-# pyproject.toml's floors: jax 0.7.1 (the first with jax.set_mesh), optax 0.2.6
-# (the suite uses optax.MultiSteps(accumulator_dtype=...), which 0.2.5 lacks), and
-# the extras' flax 0.12.0 and orbax-checkpoint 0.12.0 (numpy's floor is jax's). This installs exactly those into a virtualenv
+# pyproject.toml's floors: jax 0.7.1 (the first with jax.set_mesh), optax 0.2.5,
+# and the extras' flax 0.12.0 and orbax-checkpoint 0.12.0 (numpy's floor is jax's). This installs exactly those into a virtualenv
 # that sees the rest of this environment (--system-site-packages: torch,
 # matplotlib, pytest), builds the native kernel against that jaxlib's headers in
 # a copy of the checkout, and runs the whole suite there.
@@ -11,7 +10,7 @@
 # Run: bash .ci/floors.sh   (about 10 minutes on 2 cores, plus the downloads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FLOORS=("jax==0.7.1" "jaxlib==0.7.1" "optax==0.2.6" "flax==0.12.0" "orbax-checkpoint==0.12.0")
+FLOORS=("jax==0.7.1" "jaxlib==0.7.1" "optax==0.2.5" "flax==0.12.0" "orbax-checkpoint==0.12.0")
 work="${ADAMJAX_FLOORS_DIR:-$(mktemp -d)}"
 python -m venv --system-site-packages "$work/venv"
 "$work/venv/bin/pip" install --quiet "${FLOORS[@]}"
