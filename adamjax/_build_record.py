@@ -56,8 +56,8 @@ def incompatibility() -> str | None:
     A handler compiled against FFI API ``major.minor`` runs on a jaxlib with
     the same major version and the same or a newer minor version.
     """
-    record = _record()
-    built_api = record.get("ffi_api") if record else None
+    record = _record() or {}
+    built_api = record.get("ffi_api")
     if not (isinstance(built_api, list) and len(built_api) == 2):
         return None
     runtime = runtime_ffi_api()
@@ -68,8 +68,9 @@ def incompatibility() -> str | None:
         return None
     import jaxlib
 
+    runtime_jaxlib = getattr(jaxlib, "__version__", "of this process")
     return (
         f"the native kernel was built against jaxlib {record.get('jaxlib')} (XLA FFI API {built[0]}.{built[1]}), "
-        f"which jaxlib {jaxlib.__version__} (FFI API {runtime[0]}.{runtime[1]}) cannot load; "
+        f"which jaxlib {runtime_jaxlib} (FFI API {runtime[0]}.{runtime[1]}) cannot load; "
         f"{REINSTALL} to build it against this jaxlib"
     )
