@@ -10,7 +10,7 @@
 # Run: bash .ci/floors.sh   (about 10 minutes on 2 cores, plus the downloads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FLOORS=("jax==0.7.1" "jaxlib==0.7.1" "optax==0.2.5" "flax==0.12.0" "orbax-checkpoint==0.12.0")
+FLOORS=("setuptools>=77" "jax==0.7.1" "jaxlib==0.7.1" "optax==0.2.5" "flax==0.12.0" "orbax-checkpoint==0.12.0")  # setuptools: to build the kernel there
 work="${ADAMJAX_FLOORS_DIR:-$(mktemp -d)}"
 python -m venv --system-site-packages "$work/venv"
 "$work/venv/bin/pip" install --quiet "${FLOORS[@]}"
