@@ -2,7 +2,7 @@
 
 The examples run in a fresh interpreter with JAX's default settings (no x64,
 standard promotion), as a reader would paste them; one subprocess runs every
-module, and each module is reported as its own test.
+module, and each failing module is reported with its failures.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from helpers import checkout_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,28 +40,30 @@ print("RESULTS" + json.dumps(results))
 """
 
 
-@pytest.fixture(scope="module")
-def doctest_results(tmp_path_factory) -> dict[str, dict]:
+def test_every_module_is_examined():
+    assert "_core" in MODULES and "optimizers" in MODULES and "__init__" in MODULES
+
+
+def test_every_docstring_example_passes(tmp_path):
+    # One interpreter for every module (importing JAX dominates); each module reported on its own below.
     result = subprocess.run(
         [sys.executable, "-c", RUNNER, *MODULES],
-        cwd=tmp_path_factory.mktemp("doctests"),  # examples that write files write them here
+        cwd=tmp_path,  # examples that write files write them here
         env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.split("RESULTS", 1)[1])
-
-
-def test_every_module_is_examined():
-    assert "_core" in MODULES and "optimizers" in MODULES and "__init__" in MODULES
-
-
-@pytest.mark.parametrize("module", MODULES)
-def test_docstring_examples_pass(module, doctest_results):
-    result = doctest_results[module]
-    source = (ROOT / "adamjax" / f"{module}.py").read_text()
-    # Every `>>>` line of the file is an example doctest found (none hides in an unreachable docstring).
-    assert result["examples"] == len(re.findall(r"^\s*>>> ", source, flags=re.M)), result
-    assert result["failed"] == 0, result["report"]
+    results = json.loads(result.stdout.split("RESULTS", 1)[1])
+    problems = {}
+    for module in MODULES:
+        found = results[module]
+        source = (ROOT / "adamjax" / f"{module}.py").read_text()
+        # Every `>>>` line of the file is an example doctest found (none hides in an unreachable docstring).
+        expected = len(re.findall(r"^\s*>>> ", source, flags=re.M))
+        if found["examples"] != expected:
+            problems[module] = f"{found['examples']} examples found, {expected} `>>>` lines in the file"
+        elif found["failed"]:
+            problems[module] = found["report"]
+    assert not problems, "\n".join(f"--- adamjax/{m}.py\n{text}" for m, text in problems.items())
