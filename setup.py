@@ -1,40 +1,78 @@
 """Builds adamjax's optional native CPU kernel (everything else is in pyproject.toml).
 
-The kernel is compiled against the XLA FFI headers that jaxlib ships
-(``jaxlib/include``), so jaxlib is a build requirement. Building it is best
-effort: without a C++17 compiler the package installs without it, and adamjax
-runs its pure-JAX path (``adamjax.native_status()`` says why).
+The kernel is compiled against the XLA FFI headers of the installed jax
+(``jax.ffi.include_dir()``). Building it is best effort: without jax's headers
+or a C++17 compiler the package installs without it and runs its pure-JAX path.
+Either way the build writes ``adamjax/_kernel_build.json`` beside the package,
+which :func:`adamjax.native_status` reads to say why the kernel is absent, and
+which records the FFI API version the kernel was compiled for, so a kernel
+built for a newer jaxlib than the one installed is refused instead of loaded.
+Set ``ADAMJAX_REQUIRE_NATIVE=1`` to make a failed kernel build fail the install.
 """
 
-import importlib.util
+import json
 import os
+import re
 import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+RECORD = "_kernel_build.json"
+_REQUIRE_ENV = "ADAMJAX_REQUIRE_NATIVE"
 
-def _jaxlib_include() -> str | None:
-    spec = importlib.util.find_spec("jaxlib")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    include = os.path.join(list(spec.submodule_search_locations)[0], "include")
-    return include if os.path.exists(os.path.join(include, "xla", "ffi", "api", "ffi.h")) else None
+
+def _ffi_headers() -> tuple[str | None, dict[str, object]]:
+    """jax's FFI include directory and what the record says about it, or None and why not."""
+    try:
+        import jax
+        import jaxlib
+    except ImportError as error:
+        return None, {"reason": f"jax was not importable when adamjax was built ({error})"}
+    include = jax.ffi.include_dir()
+    c_api = Path(include, "xla", "ffi", "api", "c_api.h")
+    if not c_api.exists():
+        return None, {"reason": f"jax.ffi.include_dir() ({include}) holds no xla/ffi/api/c_api.h"}
+    text = c_api.read_text()
+    api = [int(re.search(rf"#define XLA_FFI_API_{part} (\d+)", text).group(1)) for part in ("MAJOR", "MINOR")]
+    return include, {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "ffi_api": api}
 
 
 class OptionalBuildExt(build_ext):
-    """Builds the kernel when it can; warns and carries on when it cannot."""
+    """Builds the kernel when it can, and records what happened in ``adamjax/_kernel_build.json``."""
 
     def build_extension(self, ext: Extension) -> None:
-        include = _jaxlib_include()
-        if include is None:
-            print("adamjax: jaxlib's XLA FFI headers not found; skipping the native kernel", file=sys.stderr)
-            return
-        ext.include_dirs.append(include)
-        try:
-            super().build_extension(ext)
-        except Exception as error:  # no compiler, old compiler: the pure-JAX path still works
-            print(f"adamjax: could not build the native kernel ({error}); using the pure-JAX path", file=sys.stderr)
+        include, record = _ffi_headers()
+        if include is not None:
+            ext.include_dirs.append(include)
+            try:
+                super().build_extension(ext)
+                record["built"] = True
+            except Exception as error:  # no compiler, old compiler: the pure-JAX path still works
+                record["reason"] = f"compiling adamjax/_csrc/adam_kernel.cc failed: {error}"
+        record.setdefault("built", False)
+        self._write_record(ext, record)
+        if not record["built"]:
+            message = f"adamjax: the native kernel was not built: {record['reason']}"
+            if os.environ.get(_REQUIRE_ENV, "") not in ("", "0"):
+                raise RuntimeError(f"{message} ({_REQUIRE_ENV} is set)")
+            print(f"{message}; adamjax will use its pure-JAX path", file=sys.stderr)
+
+    def copy_extensions_to_source(self) -> None:
+        # `build_ext --inplace` and editable installs: the record goes where the library goes.
+        super().copy_extensions_to_source()
+        for ext in self.extensions:
+            built = getattr(self, "_records", {}).get(ext.name)
+            if built is not None:
+                Path(self.get_ext_fullpath(ext.name)).with_name(RECORD).write_text(built.read_text())
+
+    def _write_record(self, ext: Extension, record: dict[str, object]) -> None:
+        # Beside the extension in the build tree, which becomes the wheel.
+        target = Path(self.get_ext_fullpath(ext.name)).with_name(RECORD)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(record, indent=1) + "\n")
+        self._records = {**getattr(self, "_records", {}), ext.name: target}
 
 
 kernel = Extension(

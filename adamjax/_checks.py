@@ -15,6 +15,7 @@ import numbers
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -232,8 +233,9 @@ def check_schedule_value(func: str, name: str, value: Any) -> None:
     dtype = jnp.result_type(value)
     if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
         raise TypeError(f"{what}; it returned a value of dtype {dtype}.")
-    if jnp.shape(value) != ():
-        raise ValueError(f"{what}; it returned an array of shape {jnp.shape(value)}.")
+    shape = tuple(getattr(value, "shape", ()))  # a Python number has none
+    if shape != ():
+        raise ValueError(f"{what}; it returned an array of shape {shape}.")
 
 
 def check_step_index(func: str, i: Any) -> None:

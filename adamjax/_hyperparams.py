@@ -109,7 +109,9 @@ def get_hyperparams(state: optax.OptState) -> dict[str, jax.Array]:
       Array(0.01, dtype=float32)
     """
     _owners("get_hyperparams", state)
-    return {name: value for _, injected in _injected_states(state) for name, value in injected.hyperparams.items()}
+    return {
+        name: jnp.asarray(value) for _, injected in _injected_states(state) for name, value in injected.hyperparams.items()
+    }
 
 
 def _check_value(name: str, value: Any) -> None:
@@ -248,7 +250,7 @@ def set_hyperparams(state: optax.OptState, /, **values: Any) -> optax.OptState:
         for name, value in values.items():
             if name in hyperparams:
                 scheduled = name in injected.hyperparams_states
-                hyperparams[name] = _cast_like(name, value, hyperparams[name], scheduled)
+                hyperparams[name] = _cast_like(name, value, jnp.asarray(hyperparams[name]), scheduled)
         return injected._replace(hyperparams=hyperparams, inner_state=walk(injected.inner_state))
 
     def walk(tree: Any) -> Any:

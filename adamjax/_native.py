@@ -24,6 +24,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from adamjax import _build_record
+
 _TARGET = "adamjax_adam_step"
 # Order of the float32 hyperparameter operand; keep in sync with adam_kernel.cc.
 HYPER_FIELDS = (
@@ -56,7 +58,12 @@ def _load() -> str | None:
     """Registers the kernel with XLA once; returns why it is unavailable, or None."""
     path = _library_path()
     if path is None:
-        return "the native kernel was not built (install adamjax with pip from source to build it)"
+        return (
+            _build_record.not_built_reason() or "the native kernel was not built (install adamjax with pip to build it)"
+        )
+    mismatch = _build_record.incompatibility()
+    if mismatch is not None:  # registering it would stop XLA's CPU backend from starting
+        return mismatch
     try:
         library = ctypes.cdll.LoadLibrary(path)
         jax.ffi.register_ffi_target(_TARGET, jax.ffi.pycapsule(library.AdamjaxAdamStep), platform="cpu")

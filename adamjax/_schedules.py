@@ -10,17 +10,19 @@ optax one, with the positional signature of ``jax.example_libraries``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from adamjax import _checks
 from adamjax._triple import Step
 
-Schedule = Callable[[Step], float]
+# jax.example_libraries says `-> float`; the schedules here, like optax's, return JAX scalars.
+Schedule = Callable[[Step], ArrayLike]
 
 
 def _check_positive(func: str, name: str, value: Any) -> None:
@@ -192,7 +194,7 @@ def as_schedule(func: str, name: str, scalar_or_schedule: Any, *, nonnegative: b
       ValueError: with ``nonnegative``, a negative, NaN or infinite number.
     """
     if callable(scalar_or_schedule) and not isinstance(scalar_or_schedule, (jax.Array, np.ndarray)):
-        return scalar_or_schedule
+        return cast(Schedule, scalar_or_schedule)
     shape = getattr(scalar_or_schedule, "shape", ())
     if shape != ():
         raise TypeError(

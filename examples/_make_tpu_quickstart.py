@@ -25,17 +25,18 @@ sweep in which every learning rate trains at once, side by side, under `jax.vmap
 On Colab choose *Runtime → Change runtime type → TPU* (or a GPU) and run all cells. Nothing
 here is specific to an accelerator: the same cells run on a laptop's CPU, only slower.
 
-The first cell installs adamjax when it is missing. Set `ADAMJAX` to where it comes from: the
-package name once it is released on PyPI, a `git+https://...` URL of the repository, or the
-path of an uploaded wheel. Where adamjax is installed already, the cell does nothing.""",
+The first cell installs adamjax from its repository when it is missing (`OWNER` in the URL is a
+placeholder until the repository has a public address; replace it, or set `ADAMJAX` to the path
+of a wheel uploaded to this runtime). Where adamjax is installed already, the cell does nothing.""",
     ),
     (
         "code",
-        """import importlib.util
+        '''import importlib.util
 
-ADAMJAX = "adamjax"  # or "git+https://github.com/<owner>/adamjax", or "/content/adamjax-0.1.0-py3-none-any.whl"
+# or a wheel: ADAMJAX = "/content/adamjax-0.1.0-cp312-cp312-linux_x86_64.whl"
+ADAMJAX = "adamjax @ git+https://github.com/OWNER/adamjax"
 if importlib.util.find_spec("adamjax") is None:
-    %pip install --quiet {ADAMJAX}""",
+    %pip install --quiet "{ADAMJAX}"''',
     ),
     (
         "code",

@@ -1,6 +1,6 @@
 """A flax (nnx) model trained with ``nnx.Optimizer`` and an adamjax transformation.
 
-Run: ``pip install flax && python examples/flax_nnx.py [--out figures] [--steps 400]``
+Run: ``pip install "adamjax[examples]" && python examples/flax_nnx.py [--out figures] [--steps 400]``
 
 An MLP learns to tell apart the two arms of a spiral. The optimizer is an
 ordinary optax chain with adamjax inside, handed to ``nnx.Optimizer`` like any
@@ -25,9 +25,9 @@ import numpy as np
 import optax
 from flax import nnx
 from matplotlib.figure import Figure
+from tqdm import tqdm
 
 import adamjax
-from adamjax._progress import progress
 
 
 def two_spirals(n_per_arm: int = 256, noise: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -93,10 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
     losses, accuracies = [], []
-    for _ in progress(range(args.steps), desc="flax nnx + adamjax.adamw"):
-        loss, accuracy = train_step(model, optimizer, x, y)
-        losses.append(loss)
-        accuracies.append(accuracy)
+    with tqdm(range(args.steps), desc="flax nnx + adamjax.adamw", unit="step") as bar:
+        for step in bar:
+            loss, accuracy = train_step(model, optimizer, x, y)
+            losses.append(loss)
+            accuracies.append(accuracy)
+            if step % 20 == 0 or step == args.steps - 1:  # reading the loss waits for the step
+                bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
     losses, accuracies = np.asarray(jax.device_get(losses)), np.asarray(jax.device_get(accuracies))
 
     print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f}, accuracy {accuracies[0]:.3f} -> {accuracies[-1]:.3f}")

@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
+from tqdm import tqdm
 
 import adamjax
 from adamjax import plot, signals
-from adamjax._progress import progress
 
 B2 = (0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995)
 POWERS = (2.0, 3.0, 4.0)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     fig = Figure(figsize=(11, 3.2 * len(SIGNALS)), layout="constrained")
     axes = fig.subplots(len(SIGNALS), 2, squeeze=False)
     traces = {}
-    for row, name in enumerate(progress(SIGNALS, desc="sweep")):
+    for row, name in enumerate(tqdm(SIGNALS, desc="sweep", unit="signal")):
         grads = SIGNALS[name](args.steps)
         start = time.perf_counter()
         trace = jax.block_until_ready(sweep(grads, b1, jnp.asarray(grid_b2), eps, jnp.asarray(grid_power)))

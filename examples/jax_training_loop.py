@@ -1,6 +1,6 @@
 """A plain-JAX training loop with the triple API: minibatches, epochs, a validation loss.
 
-Run: ``python examples/jax_training_loop.py [--out figures] [--epochs 20]``
+Run: ``pip install "adamjax[examples]" && python examples/jax_training_loop.py [--out figures] [--epochs 20]``
 
 Code written for ``jax.example_libraries.optimizers`` runs unchanged after one
 import line changes; the update is compiled once for you, so the loop below has
@@ -12,8 +12,9 @@ no ``jax.jit`` around it::
     opt_state = update(i, grads, opt_state)
 
 A small MLP fits a noisy 1-D curve from 512 samples, in minibatches of 32
-reshuffled every epoch; 128 held-out samples give the validation loss. The
-curves go to ``<out>/jax_training_loop_loss.png``.
+reshuffled every epoch; 128 held-out samples give the validation loss, which
+the progress bar (tqdm: epochs per second, time left) shows after each epoch.
+The curves go to ``<out>/jax_training_loop_loss.png``.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
+from tqdm import tqdm
 
 from adamjax import optimizers
-from adamjax._progress import progress
 
 BATCH = 32
 
@@ -93,14 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     train_losses = []
     validation_losses = [validation_loss(get_params(opt_state), x_valid, y_valid)]
     step = 0
-    for _ in progress(range(args.epochs), desc="adamjax.optimizers.adam"):
-        order = rng.permutation(len(x_train))
-        for batch in np.split(order[: steps_per_epoch * BATCH], steps_per_epoch):
-            loss, grads = value_and_grad(get_params(opt_state), x_train[batch], y_train[batch])
-            opt_state = update(step, grads, opt_state)
-            train_losses.append(loss)
-            step += 1
-        validation_losses.append(validation_loss(get_params(opt_state), x_valid, y_valid))
+    with tqdm(range(args.epochs), desc="adamjax.optimizers.adam", unit="epoch") as bar:
+        for _ in bar:
+            order = rng.permutation(len(x_train))
+            for batch in np.split(order[: steps_per_epoch * BATCH], steps_per_epoch):
+                loss, grads = value_and_grad(get_params(opt_state), x_train[batch], y_train[batch])
+                opt_state = update(step, grads, opt_state)
+                train_losses.append(loss)
+                step += 1
+            validation_losses.append(validation_loss(get_params(opt_state), x_valid, y_valid))
+            bar.set_postfix(loss=f"{float(validation_losses[-1]):.4f}", refresh=False)
     train_losses = np.asarray(jax.device_get(train_losses))
     validation_losses = np.asarray(jax.device_get(validation_losses))
 

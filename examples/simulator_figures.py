@@ -23,9 +23,10 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from tqdm import tqdm
+
 import adamjax
 from adamjax import plot, signals
-from adamjax._progress import progress
 
 
 def family():
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"argument --only: unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in progress(names, desc="figures"):
+    for name in tqdm(names, desc="figures", unit="figure"):
         FIGURES[name]().savefig(out / f"{name}.png", dpi=args.dpi)
     print(f"wrote {len(names)} figures to {out}/: {', '.join(names)}")
     return 0

@@ -9,6 +9,7 @@ session); only the properties about ``jit`` compile.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -260,10 +261,15 @@ def test_inside_optax_masked(name):
         np.testing.assert_array_equal(got["m"], grads["m"])
 
 
+PARAMETERS_OF_MULTISTEPS = inspect.signature(optax.MultiSteps).parameters
+
+
 @every_optimizer
 def test_inside_optax_multisteps(name):
     case = CASES[name]
-    multi = optax.MultiSteps(case.make(1e-2), every_k_schedule=2, accumulator_dtype=jnp.float64)
+    # optax 0.2.8 accumulates in float32 unless told; older releases in the parameters' dtype (float64 here).
+    wide = {"accumulator_dtype": jnp.float64} if "accumulator_dtype" in PARAMETERS_OF_MULTISTEPS else {}
+    multi = optax.MultiSteps(case.make(1e-2), every_k_schedule=2, **wide)
     alone = case.make(1e-2)
     params = params_in(jnp.float64)
     # MultiSteps divides float gradients by its int32 step counter, which strict

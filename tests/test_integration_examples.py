@@ -13,6 +13,7 @@ from helpers import (
     run_example,
 )
 from IPython.core.inputtransformer2 import TransformerManager
+from test_examples import FINISHED_BAR
 
 NOTEBOOK = EXAMPLES / "tpu_quickstart.ipynb"
 
@@ -24,7 +25,7 @@ def test_flax_nnx_model_learns_the_spirals_with_nnx_optimizer_and_adamjax(tmp_pa
     )
     assert first > 0.5 and last < first / 20, (first, last)
     assert first_accuracy < 0.7 and last_accuracy > 0.95, (first_accuracy, last_accuracy)
-    assert "100% 200/200" in result.stderr  # the progress bar
+    assert re.search(FINISHED_BAR.format(n=200, unit="step"), result.stderr), result.stderr[-300:]
     assert_drawn_png(tmp_path / "flax_nnx_loss.png")
 
 
@@ -33,7 +34,7 @@ def test_plain_jax_loop_with_the_triple_api_fits_the_curve(tmp_path):
     assert "192 steps in 12 epochs of 16 minibatches of 32" in result.stdout
     first, last = map(float, re.search(r"validation loss ([\d.]+) -> ([\d.]+)", result.stdout).groups())
     assert first > 0.5 and last < 0.05, (first, last)  # the noise alone gives 0.01
-    assert "100% 12/12" in result.stderr
+    assert re.search(FINISHED_BAR.format(n=12, unit="epoch"), result.stderr), result.stderr[-300:]
     assert_drawn_png(tmp_path / "jax_training_loop_loss.png")
 
 
@@ -41,9 +42,12 @@ def test_quickstart_notebook_matches_its_generator_and_installs_only_when_missin
     committed = assert_notebook_matches_generator(NOTEBOOK, "_make_tpu_quickstart.py")
     install = next(c.source for c in committed.cells if c.cell_type == "code")
     assert re.search(r'if importlib\.util\.find_spec\("adamjax"\) is None:\n +%pip install', install), install
-    # IPython turns the indented magic into a call, with `{ADAMJAX}` expanded when it runs.
+    # IPython turns the indented magic into a call, with `{ADAMJAX}` expanded, inside quotes, when it runs.
     python = TransformerManager().transform_cell(install)
-    assert "    get_ipython().run_line_magic('pip', 'install --quiet {ADAMJAX}')" in python, python
+    assert """    get_ipython().run_line_magic('pip', 'install --quiet "{ADAMJAX}"')""" in python, python
+    # What it installs is the pyproject's repository, as pip's direct-reference requirement.
+    repository = re.search(r'^Repository = "(.+)"$', (EXAMPLES.parent / "pyproject.toml").read_text(), re.M).group(1)
+    assert f'ADAMJAX = "adamjax @ git+{repository}"' in install, install
 
 
 def test_quickstart_notebook_runs_on_cpu_trains_and_sweeps(monkeypatch):

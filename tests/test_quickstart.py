@@ -1,4 +1,4 @@
-"""The README's main job and the seed 001 example run and learn.
+"""The README's main job and the two-API MLP example run and learn.
 
 They run in fresh interpreters, as a user runs them, without the test suite's
 x64 and strict-promotion settings.
@@ -39,8 +39,8 @@ def test_quickstart_trains_with_both_apis():
         assert losses[-1] < 0.2 * initial, (api, losses, initial)
 
 
-def test_seed001_mlp_loss_falls_by_orders_of_magnitude_in_both_apis():
-    out = run_example("mlp_seed001.py")
+def test_mlp_loss_falls_by_orders_of_magnitude_in_both_apis():
+    out = run_example("mlp_both_apis.py")
     rows = re.findall(r"^\s*(\d+)\s+([\d.e+-]+)\s+([\d.e+-]+)\s*$", out, flags=re.M)
     assert [int(r[0]) for r in rows] == [99, 199, 299, 399, 499], out
     tx_losses = [float(r[1]) for r in rows]
@@ -48,5 +48,5 @@ def test_seed001_mlp_loss_falls_by_orders_of_magnitude_in_both_apis():
     # The two APIs run the same core on the same data: same losses up to float32 rounding.
     for a, b in zip(tx_losses, triple_losses, strict=True):
         assert abs(a - b) <= 1e-3 * max(abs(a), 1e-6) + 1e-6, (tx_losses, triple_losses)
-    # As in the seed (63.0 at step 99 down to 1.4e-5 at step 499): several orders of magnitude.
+    # As in the "Understanding Adam" notebook (63.0 at step 99 down to 1.4e-5 at step 499): several orders.
     assert tx_losses[-1] < 1e-3 * tx_losses[0], tx_losses

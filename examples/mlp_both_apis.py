@@ -1,14 +1,16 @@
-"""Seed 001's two-layer MLP, trained with adamjax through both APIs.
+"""A two-layer MLP trained with adamjax through both APIs, as PyTorch's Adam would train it.
 
-Run: ``python examples/mlp_seed001.py``
+Run: ``pip install "adamjax[examples]" && python examples/mlp_both_apis.py``
 
-The network and settings are those of the "Understanding Adam" notebook
-(PyTorch): N, D_in, H, D_out = 64, 1000, 100, 10; Linear -> ReLU -> Linear;
-summed squared error; Adam with lr 1e-4 for 500 steps. The weights start as
-``torch.nn.Linear`` would draw them (uniform in +-1/sqrt(fan_in)). The loss is
-printed at steps 99, 199, ..., 499, as the notebook does; it falls by about six
-orders of magnitude. ``tests/test_seed001_mlp.py`` checks the same training
-step by step against ``torch.optim.Adam`` from identical weights.
+The network and settings are those of the "Understanding Adam" notebook, which
+explains ``torch.optim.Adam`` (see docs/references.md): N, D_in, H, D_out = 64,
+1000, 100, 10; Linear -> ReLU -> Linear; summed squared error; Adam with lr
+1e-4 for 500 steps. The weights start as ``torch.nn.Linear`` would draw them
+(uniform in +-1/sqrt(fan_in)). The loss is printed at steps 99, 199, ..., 499,
+as the notebook does; it falls by about six orders of magnitude. The progress
+bars (tqdm) show the rate, the time left and the loss.
+``tests/test_seed001_mlp.py`` checks the same training step by step against
+``torch.optim.Adam`` from identical weights.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
+from tqdm import tqdm
 
 import adamjax
 from adamjax import optimizers
-from adamjax._progress import progress
 
 N, D_IN, H, D_OUT = 64, 1000, 100, 10
 LEARNING_RATE = 1e-4
@@ -56,9 +58,11 @@ def train_transformation(params, x, y) -> list[float]:
         return optax.apply_updates(params, updates), state, loss
 
     losses = []
-    for _ in progress(range(STEPS), desc="adamjax.adam"):
-        params, state, loss = step(params, state)
-        losses.append(float(loss))
+    with tqdm(range(STEPS), desc="adamjax.adam", unit="step") as bar:
+        for _ in bar:
+            params, state, loss = step(params, state)
+            losses.append(float(loss))
+            bar.set_postfix(loss=f"{losses[-1]:.3g}", refresh=False)
     return losses
 
 
@@ -67,10 +71,12 @@ def train_triple(params, x, y) -> list[float]:
     opt_state = init(params)
     value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
     losses = []
-    for i in progress(range(STEPS), desc="adamjax.optimizers.adam"):
-        loss, grads = value_and_grad(get_params(opt_state), x, y)
-        opt_state = update(i, grads, opt_state)
-        losses.append(float(loss))
+    with tqdm(range(STEPS), desc="adamjax.optimizers.adam", unit="step") as bar:
+        for i in bar:
+            loss, grads = value_and_grad(get_params(opt_state), x, y)
+            opt_state = update(i, grads, opt_state)
+            losses.append(float(loss))
+            bar.set_postfix(loss=f"{losses[-1]:.3g}", refresh=False)
     return losses
 
 
