@@ -321,8 +321,8 @@ def nadam(
       >>> import jax.numpy as jnp, adamjax
       >>> tx = adamjax.nadam(0.1)
       >>> updates, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
-      >>> round(float(updates[0]), 4)  # -lr * (b1 / (1 - b1^2) + 1) * sign(g)
-      -0.5737
+      >>> round(float(updates[0]), 4)  # -lr * (b1 (1 - b1) / (1 - b1^2) + 1) * sign(g)
+      -0.1474
 
     References:
       Dozat, "Incorporating Nesterov Momentum into Adam", 2016.
@@ -444,8 +444,8 @@ def amsgrad(
       >>> state = tx.init(jnp.zeros(1))
       >>> _, state = tx.update(jnp.array([2.0]), state)
       >>> _, state = tx.update(jnp.array([0.0]), state)
-      >>> float(state[0].nu_max[0]) == float(0.001 * 2.0**2)  # the raw moment's maximum
-      True
+      >>> round(float(state[0].nu_max[0]), 6)  # the raw moment's maximum, 0.001 * 2**2
+      0.004
 
     References:
       Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", 2018.

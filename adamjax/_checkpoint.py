@@ -229,7 +229,7 @@ def restore_state(directory: str | os.PathLike, target: Any) -> Any:
       ...     adamjax.restore_state(directory, adamjax.amsgrad(1e-3).init(params))
       ... except TypeError as error:
       ...     print(str(error).splitlines()[2])
-        only in the target:     1.nu_max.w (float32[3])
+        only in the target:     0.nu_max.w (float32[3])
     """
     ocp = _orbax()
     directory = _absolute(directory)

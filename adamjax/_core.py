@@ -69,6 +69,11 @@ class AdamConfig(NamedTuple):
     weight_decay: Any = None  # coupled L2 (PyTorch's Adam ``weight_decay``): None is off
 
     @property
+    def bias_correction(self) -> bool:
+        """Whether both moments are bias-corrected (``scale_by_adam(bias_correction=...)``)."""
+        return self.bias_correction_mu and self.bias_correction_nu
+
+    @property
     def state_class(self) -> type:
         """optax's state class for this variant (AMSGrad's when the maximum is kept)."""
         if self.amsgrad:
@@ -407,7 +412,9 @@ def init_state(params: optax.Params, config: AdamConfig) -> Any:
     return config.state_class(count=count, mu=mu, nu=nu)
 
 
-def check_same_structure(func: str, updates: Any, reference: Any, *, allow_complex: bool | None = None) -> list[jax.Array]:
+def check_same_structure(
+    func: str, updates: Any, reference: Any, *, allow_complex: bool | None = None
+) -> list[jax.Array]:
     """Flattens ``updates`` after checking that it matches the state's tree.
 
     Raises:
@@ -474,9 +481,7 @@ def add_coupled_decay(func: str, grads: list[jax.Array], params: Any, treedef: A
     for g, p in zip(grads, param_leaves, strict=True):
         if jnp.shape(g) != jnp.shape(p):
             raise ValueError(f"{func}: a parameter of shape {jnp.shape(p)} meets a gradient of shape {jnp.shape(g)}.")
-    return [
-        g + scale_leaf(rate, jnp.asarray(p, jnp.result_type(g))) for g, p in zip(grads, param_leaves, strict=True)
-    ]
+    return [g + scale_leaf(rate, jnp.asarray(p, jnp.result_type(g))) for g, p in zip(grads, param_leaves, strict=True)]
 
 
 def coupled_decay_value(config: AdamConfig, count: jax.Array) -> Any:

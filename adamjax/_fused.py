@@ -45,7 +45,9 @@ def variant_reason(config: _core.AdamConfig) -> str | None:
             return f"the {switch} variant has no native kernel (the kernel computes plain Adam/AdamW)"
     if _checks.is_traced(config.power) or float(config.power) != 2.0:
         return "a second moment of power other than 2 has no native kernel"
-    if any(jnp.issubdtype(jnp.dtype(d), jnp.complexfloating) for d in (config.mu_dtype, config.nu_dtype) if d is not None):
+    if any(
+        jnp.issubdtype(jnp.dtype(d), jnp.complexfloating) for d in (config.mu_dtype, config.nu_dtype) if d is not None
+    ):
         return "complex moments have no native kernel"
     return None
 
@@ -127,7 +129,9 @@ def _unsupported_leaf(grad: Any, param: Any, mu: Any, nu: Any) -> str | None:
         return "its type carries a mesh (explicit sharding); the pure-JAX path keeps it sharded"
     dtype = jnp.dtype(grad.dtype)
     if param is not None and (jnp.dtype(jnp.result_type(param)) != dtype or jnp.shape(param) != grad.shape):
-        return f"the gradient ({dtype}) and the parameter ({jnp.dtype(jnp.result_type(param))}) differ in dtype or shape"
+        return (
+            f"the gradient ({dtype}) and the parameter ({jnp.dtype(jnp.result_type(param))}) differ in dtype or shape"
+        )
     if not _native.supports(dtype, mu.dtype, nu.dtype):
         return (
             f"dtypes {dtype} / mu {jnp.dtype(mu.dtype)} / nu {jnp.dtype(nu.dtype)} are not the kernel's "

@@ -110,7 +110,9 @@ def get_hyperparams(state: optax.OptState) -> dict[str, jax.Array]:
     """
     _owners("get_hyperparams", state)
     return {
-        name: jnp.asarray(value) for _, injected in _injected_states(state) for name, value in injected.hyperparams.items()
+        name: jnp.asarray(value)
+        for _, injected in _injected_states(state)
+        for name, value in injected.hyperparams.items()
     }
 
 

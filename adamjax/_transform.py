@@ -98,7 +98,7 @@ def scale_by_adam(
       >>> params = {"w": jnp.zeros(3)}
       >>> state = tx.init(params)
       >>> updates, state = tx.update({"w": jnp.array([1.0, -2.0, 0.0])}, state)
-      >>> updates["w"]
+      >>> jnp.round(updates["w"], 6)  # the first step is sign(g)
       Array([ 1., -1.,  0.], dtype=float32)
 
     References:
@@ -271,7 +271,9 @@ def scale_by_adamax(
     return _core.transformation(config, "scale_by_adamax")
 
 
-def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, func: str = "scale_by_learning_rate") -> optax.GradientTransformation:
+def scale_by_learning_rate(
+    learning_rate: ScalarOrSchedule, *, func: str = "scale_by_learning_rate"
+) -> optax.GradientTransformation:
     r"""Multiplies updates by :math:`-\eta_t`, keeping each update's dtype.
 
     ``learning_rate`` is a number, a JAX scalar (a tracer too) or an optax

@@ -113,7 +113,7 @@ def test_other_shapes_or_dtypes_are_a_value_error_listing_each_array(tmp_path, p
         adamjax.restore_state(tmp_path / "ckpt", {"params": other, "opt_state": adamjax.adam(1e-2).init(other)})
     message = str(error.value)
     assert "params.w: checkpoint float32[2,3], target float64[2,3]" in message
-    assert "opt_state.1.nu.b: checkpoint float32[3], target float32[4]" in message
+    assert "opt_state.0.nu.b: checkpoint float32[3], target float32[4]" in message
 
 
 def test_triple_state_round_trips_as_is_or_unpacked_and_both_write_the_same(tmp_path, params):

@@ -30,7 +30,11 @@ def standard_promotion():
 
 
 def params_tree(dtype=jnp.float32):
-    return {"w": jnp.linspace(-1.0, 1.0, 6, dtype=dtype).reshape(2, 3), "b": jnp.ones((3,), dtype), "s": jnp.zeros((), dtype)}
+    return {
+        "w": jnp.linspace(-1.0, 1.0, 6, dtype=dtype).reshape(2, 3),
+        "b": jnp.ones((3,), dtype),
+        "s": jnp.zeros((), dtype),
+    }
 
 
 CONFIGS = {
@@ -176,10 +180,16 @@ def run(tx, params, steps, loss):
 
 
 def quadratic(p):
-    return sum(jnp.sum((x - 0.3) ** 2 * jnp.arange(1, x.size + 1, dtype=x.dtype).reshape(x.shape)) for x in jax.tree.leaves(p))
+    return sum(
+        jnp.sum((x - 0.3) ** 2 * jnp.arange(1, x.size + 1, dtype=x.dtype).reshape(x.shape)) for x in jax.tree.leaves(p)
+    )
 
 
-@pytest.mark.parametrize("name, kwargs", [c for c in CASES if c[0] != "amsgrad" or c[1]], ids=[i for c, i in zip(CASES, IDS) if c[0] != "amsgrad" or c[1]])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [c for c in CASES if c[0] != "amsgrad" or c[1]],
+    ids=[i for c, i in zip(CASES, IDS) if c[0] != "amsgrad" or c[1]],
+)
 def test_trajectories_equal_optax_in_float64(name, kwargs):
     params = params_tree(jnp.float64)
     kwargs = {k: v for k, v in kwargs.items() if k != "mu_dtype"}
@@ -260,7 +270,9 @@ def test_complex_in_the_triple_api():
 def test_real_mu_dtype_with_complex_gradients_is_refused_at_update():
     tx = adamjax.adam(0.1, mu_dtype=jnp.float32)
     state = tx.init(jnp.zeros(2, jnp.complex64))
-    with pytest.raises(TypeError, match=r"`adam\(mu_dtype=...\)`: the first moment is stored as float32 .* cannot hold complex"):
+    with pytest.raises(
+        TypeError, match=r"`adam\(mu_dtype=...\)`: the first moment is stored as float32 .* cannot hold complex"
+    ):
         tx.update(jnp.ones(2, jnp.complex64), state)
 
 
@@ -278,7 +290,10 @@ def test_integer_parameters_keep_the_refusal():
         (lambda: adamjax.adam(None), r"`adam\(learning_rate=...\)` must be a number >= 0"),
         (lambda: adamjax.adam(1e-3, b1=None), r"`adam\(b1=...\)` must be a real number"),
         (lambda: adamjax.adam(1e-3, eps=None), r"`adam\(eps=...\)` must be a real number"),
-        (lambda: adamjax.amsgrad(1e-3, bias_correction_nu=None), r"`amsgrad\(bias_correction_nu=...\)` must be True or False"),
+        (
+            lambda: adamjax.amsgrad(1e-3, bias_correction_nu=None),
+            r"`amsgrad\(bias_correction_nu=...\)` must be True or False",
+        ),
         (lambda: adamjax.adam(1e-3, weight_decay="x"), r"`adam\(weight_decay=...\)` must be a number >= 0"),
     ],
 )
@@ -304,7 +319,9 @@ def test_fused_step_finds_the_state_by_type_in_the_new_layout():
     grads = {"w": jnp.cos(params["w"])}
     for tx in (adamjax.adam(1e-2), adamjax.adamw(SCHEDULE, weight_decay=0.1), adamjax.adam(1e-2, weight_decay=0.01)):
         state = tx.init(params)
-        fused_params, fused_state = jax.jit(lambda g, s, p, tx=tx: adamjax.apply_step(tx, g, s, p))(grads, state, params)
+        fused_params, fused_state = jax.jit(lambda g, s, p, tx=tx: adamjax.apply_step(tx, g, s, p))(
+            grads, state, params
+        )
         updates, two_call_state = tx.update(grads, state, params)
         np.testing.assert_allclose(fused_params["w"], optax.apply_updates(params, updates)["w"], rtol=1e-6, atol=1e-7)
         assert jax.tree.structure(fused_state) == jax.tree.structure(two_call_state)

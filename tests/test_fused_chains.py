@@ -33,7 +33,10 @@ def standard_promotion():
 
 def make_params():
     rng = np.random.default_rng(0)
-    return {"w": jnp.asarray(rng.normal(size=(40, 30)), jnp.float32), "b": jnp.asarray(rng.normal(size=30), jnp.float32)}
+    return {
+        "w": jnp.asarray(rng.normal(size=(40, 30)), jnp.float32),
+        "b": jnp.asarray(rng.normal(size=30), jnp.float32),
+    }
 
 
 def loss(params, x):
@@ -56,8 +59,12 @@ CHAINS = {
         lambda: optax.inject_hyperparams(optax.adamw)(learning_rate=1e-2, weight_decay=0.05),
     ),
     "clip+inject(adam)": (
-        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.inject_hyperparams(adamjax.adam)(learning_rate=SCHEDULE)),
-        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.inject_hyperparams(optax.adam)(learning_rate=SCHEDULE)),
+        lambda: optax.chain(
+            optax.clip_by_global_norm(1.0), optax.inject_hyperparams(adamjax.adam)(learning_rate=SCHEDULE)
+        ),
+        lambda: optax.chain(
+            optax.clip_by_global_norm(1.0), optax.inject_hyperparams(optax.adam)(learning_rate=SCHEDULE)
+        ),
     ),
 }
 

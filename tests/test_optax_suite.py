@@ -29,10 +29,11 @@ SUITES = Path(__file__).parent / "suites"
 
 # node-id pattern -> why adamjax differs on purpose.
 EXPECTED = {
-    r"alias_test\.py::AliasTest::test_optimization\d+ .*opt_name='amsgrad'": (
-        "AMSGrad convention: adamjax takes the maximum of the raw second moment (PyTorch); "
-        "optax the maximum of the bias-corrected one"
+    r"transform_test\.py::TransformTest::test_rms_match_adam": (
+        "tolerance 1e-6 is tighter than optax's own float32 bias-correction error; adamjax's is closer "
+        "to float64 (test_dropin.py::test_bias_correction_is_closer_to_float64_than_optax)"
     ),
+    r"_combining_test\.py::ExtraArgsTest::test_extra_args$": "it steps Python-int parameters, which adamjax refuses",
 }
 
 MODULES = [
@@ -52,8 +53,23 @@ def _run(module: str, tmp_path: Path) -> dict[str, str]:
     env = checkout_env(ADAMJAX_SWAP_REPORT=str(report))
     env["PYTHONPATH"] = os.pathsep.join([str(SUITES), env["PYTHONPATH"]])
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", str(OPTAX / module), "-p", "optax_swap", "-q", "-p", "no:cacheprovider",
-         "-p", "no:benchmark", "-W", "ignore::DeprecationWarning", "--rootdir", str(OPTAX)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(OPTAX / module),
+            "-p",
+            "optax_swap",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:benchmark",
+            "-W",
+            "ignore::DeprecationWarning",
+            "--rootdir",
+            str(OPTAX),
+        ],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -70,12 +86,14 @@ def _run(module: str, tmp_path: Path) -> dict[str, str]:
 @pytest.mark.parametrize("module", MODULES)
 def test_optax_suite_passes_with_adamjax(module, tmp_path):
     outcomes, log = _run(module, tmp_path)
-    unexpected, stale = [], []
+    unexpected, failed_patterns = [], set()
     for node, outcome in outcomes.items():
-        expected = any(re.search(pattern, node) for pattern in EXPECTED)
-        if outcome != "passed" and not expected:
+        patterns = [pattern for pattern in EXPECTED if re.search(pattern, node)]
+        if outcome == "failed" and patterns:
+            failed_patterns.update(patterns)
+        elif outcome not in ("passed", "skipped"):  # optax skips some cases itself (too few devices)
             unexpected.append(f"{node}: {outcome}")
-        if outcome == "passed" and expected:
-            stale.append(node)
     assert not unexpected, "\n".join(unexpected) + "\n" + log[-6000:]
-    assert not stale, f"listed as expected to fail but passed: {stale}"
+    # Every listed difference still shows in the module it belongs to, so the list cannot go stale.
+    here = [p for p in EXPECTED if any(re.search(p, node) for node in outcomes)]
+    assert set(here) <= failed_patterns, f"listed as expected to fail but passed: {set(here) - failed_patterns}"

@@ -66,7 +66,14 @@ def flag(value):
 
 
 def float_dtype(shown):
-    return lambda value: f"be None or a floating dtype such as jnp.float32 or jnp.bfloat16; got {shown}."
+    return lambda value: (
+        "be None or a floating dtype such as jnp.float32 or jnp.bfloat16 "
+        f"(or a complex one such as jnp.complex64, for complex parameters); got {shown}."
+    )
+
+
+def decay_or_schedule(value):
+    return f"be a number >= 0 or a callable schedule (step count -> value); got {type(value).__name__} {value!r}."
 
 
 NAN, INF = float("nan"), float("inf")
@@ -87,12 +94,21 @@ KINDS = {
         ],
     ),
     "nonnegative": (
-        ("eps", "eps_root", "weight_decay"),
+        ("eps", "eps_root"),
         [
             (-1e-8, ValueError, in_range("[0, inf)")),
             (NAN, ValueError, in_range("[0, inf)")),
             (INF, ValueError, in_range("[0, inf)")),
             ("1e-8", TypeError, real_number),
+        ],
+    ),
+    "weight_decay": (
+        ("weight_decay",),
+        [
+            (-1e-8, ValueError, in_range("[0, inf)")),
+            (NAN, ValueError, in_range("[0, inf)")),
+            (INF, ValueError, in_range("[0, inf)")),
+            ("1e-8", TypeError, decay_or_schedule),
         ],
     ),
     "learning_rate": (
@@ -115,14 +131,13 @@ KINDS = {
         ],
     ),
     "flag": (
-        ("amsgrad", "nesterov", "centered", "bias_correction"),
+        ("amsgrad", "nesterov", "centered", "bias_correction", "bias_correction_mu", "bias_correction_nu"),
         [(1, TypeError, flag), (0, TypeError, flag), ("yes", TypeError, flag), (None, TypeError, flag)],
     ),
     "dtype": (
         ("mu_dtype", "nu_dtype"),
         [
             (jnp.int32, TypeError, float_dtype("int32")),
-            (jnp.complex64, TypeError, float_dtype("complex64")),
             ("foo", TypeError, float_dtype("'foo'")),
         ],
     ),
