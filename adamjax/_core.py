@@ -22,7 +22,6 @@ import optax
 
 from adamjax import _checks
 
-
 ScaleByAdamState = optax.ScaleByAdamState
 """optax's own ``ScaleByAdamState(count, mu, nu)``: the state of Adam, NAdam and Adamax."""
 

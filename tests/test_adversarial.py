@@ -30,9 +30,9 @@ import numpy as np
 import numpy_reference as ref
 import optax
 import pytest
+from helpers import CORE_STATES
 
 import adamjax
-from helpers import CORE_STATES
 from adamjax import optimizers
 from adamjax._cli import main
 

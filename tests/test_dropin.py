@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import run_python
 
 import adamjax
-from helpers import run_python
 
 FAMILY = ["adam", "adamw", "nadam", "nadamw", "adamax", "adamaxw", "adabelief", "amsgrad"]
 TRANSFORMS = ["scale_by_adam", "scale_by_amsgrad", "scale_by_belief", "scale_by_adamax"]
@@ -188,7 +188,7 @@ def quadratic(p):
 @pytest.mark.parametrize(
     "name, kwargs",
     [c for c in CASES if c[0] != "amsgrad" or c[1]],
-    ids=[i for c, i in zip(CASES, IDS) if c[0] != "amsgrad" or c[1]],
+    ids=[i for c, i in zip(CASES, IDS, strict=True) if c[0] != "amsgrad" or c[1]],
 )
 def test_trajectories_equal_optax_in_float64(name, kwargs):
     params = params_tree(jnp.float64)

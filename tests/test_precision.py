@@ -18,9 +18,9 @@ import numpy as np
 import numpy_reference as ref
 import optax
 import pytest
+from helpers import CORE_STATES
 
 import adamjax
-from helpers import CORE_STATES
 from adamjax import optimizers
 
 INT32_MAX = 2**31 - 1
