@@ -550,7 +550,7 @@ def run_cli(argv, tmp_path):
         (["--eps", "nan"], r"`adam\(eps=\.\.\.\)` must be in \[0, inf\); got nan\."),
         (["--power", "nan"], r"`adam\(power=\.\.\.\)` must be in \(0, inf\); got nan\."),
         (["--power=-inf"], r"`adam\(power=\.\.\.\)` must be finite and in \(0, inf\); got -inf\."),
-        (["--lr", "0x"], r"argument --lr: invalid float value: '0x'"),
+        (["--lr", "0x"], r"argument --lr: malformed number list '0x'"),
         (["--seed", "1.5"], r"argument --seed: expected an integer; got '1\.5'"),
     ],
 )
