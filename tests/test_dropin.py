@@ -387,7 +387,9 @@ def test_bias_correction_is_closer_to_float64_than_optax():
 
 @pytest.fixture
 def nnx():
-    return pytest.importorskip("flax.nnx")
+    from flax import nnx  # in the `test` extra (through `examples`)
+
+    return nnx
 
 
 def nnx_run(nnx, module, steps=5, **kwargs):

@@ -8,6 +8,8 @@ modules the optax wheel installs (nothing of them is copied here). It
   modules the tests import);
 * keeps only the tests that exercise one of those factories: a case named
   after one of them or parametrized by one, or a test whose source uses one;
+* makes ``jax.__version__`` compare as a release, so that optax's
+  version-gated sharding tests run (see ``_Version``);
 * writes ``{node id and parameters: outcome}`` to the JSON file named by ``ADAMJAX_SWAP_REPORT``.
 
 The optax tests look the factories up by module attribute, so the swap has
@@ -53,8 +55,36 @@ def _swap() -> None:
                 setattr(module, name, getattr(adamjax, name))
 
 
+class _Version(str):
+    """``jax.__version__`` with release ordering for ``<``.
+
+    optax's sharding tests skip themselves with ``jax.__version__ < '0.7.2'``, a
+    string comparison under which jax 0.10 reads as older than 0.7. This keeps
+    the string equal and makes the comparison the one those tests mean, so they
+    run instead of skipping.
+    """
+
+    def _key(self, other: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        def parts(text: str) -> tuple[int, ...]:
+            return tuple(int(re.match(r"\d*", piece).group() or 0) for piece in text.split("."))
+
+        return parts(str(self)), parts(str(other))
+
+    def __lt__(self, other: str) -> bool:  # type: ignore[override]
+        mine, theirs = self._key(other)
+        return mine < theirs
+
+    def __ge__(self, other: str) -> bool:  # type: ignore[override]
+        return not self < other
+
+    __hash__ = str.__hash__
+
+
 def pytest_configure(config) -> None:
     _swap()
+    import jax
+
+    jax.__version__ = _Version(jax.__version__)
 
 
 _NAMED = re.compile(r"_(?:" + "|".join(FAMILY) + r")$")
