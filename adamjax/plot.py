@@ -1,4 +1,4 @@
-r"""Figures of :func:`adamjax.simulate` traces (needs the ``plot`` extra: ``pip install adamjax[plot]``).
+r"""Figures of :func:`adamjax.simulate` traces (needs matplotlib: ``pip install matplotlib``).
 
 Each figure answers one question and says which in its title; the settings the
 traces were simulated with (``trace.settings``) appear in the title or the
@@ -61,18 +61,18 @@ __all__ = [
     "windows",
 ]
 
-_INSTALL = "adamjax.plot needs matplotlib, which is not installed: `pip install adamjax[plot]`."
+_INSTALL = "adamjax.plot needs matplotlib, which is not installed: `pip install matplotlib`."
 
 # Axis labels: what each Trace field is, true with and without bias correction.
 _FIELD_LABELS = {
     "grad": "gradient $g_t$",
     "mu": "first moment $m_t$",
     "nu": "second moment $v_t$",
-    "mu_hat": r"first moment used ($\hat m_t$ or $m_t$)",
-    "nu_hat": r"second moment used ($\hat v_t$ or $v_t$)",
-    "denom": r"denominator $\hat v_t^{1/p} + \epsilon$",
-    "direction": r"step $\hat m_t / (\hat v_t^{1/p} + \epsilon)$",
-    "update": "update $u_t$ (after the learning rate)",
+    "mu_hat": "first moment used\n" r"($\hat m_t$ or $m_t$)",
+    "nu_hat": "second moment used\n" r"($\hat v_t$ or $v_t$)",
+    "denom": "denominator\n" r"$\hat v_t^{1/p} + \epsilon$",
+    "direction": "step\n" r"$\hat m_t / (\hat v_t^{1/p} + \epsilon)$",
+    "update": "update $u_t$\n(after the learning rate)",
     "params": r"parameter $\theta_t$",
     "nu_max": r"running maximum $\max_{s \leq t} v_s$",
 }
@@ -381,6 +381,8 @@ def windows(
     The upper row shows, as markers, the gradient, :math:`m_t`, :math:`\hat
     m_t`, the root of the raw moment :math:`v_t^{1/p}` and the denominator
     :math:`\hat v_t^{1/p} + \epsilon`; the lower row the step, on its own axis.
+    The raw moments are rings around the corrected ones' dots, so both stay
+    visible where bias correction has faded and they coincide.
 
     Args:
       trace: a :class:`adamjax.Trace`.
@@ -409,11 +411,14 @@ def windows(
     fig = _new_figure(figsize)
     axes = fig.subplots(2, 2, sharex="col", height_ratios=(3, 2))
     marker = {"marker": "o", "markersize": 2.5, "linestyle": "none"}
+    # The raw moments as rings around the corrected ones' dots: once bias correction has
+    # faded they coincide, and a ring with a dot inside shows both.
+    ring = {"marker": "o", "markersize": 6, "markerfacecolor": "none", "markeredgewidth": 0.8, "linestyle": "none"}
     curves = (
         ("grad", _FIELD_LABELS["grad"], "tab:cyan", {"marker": "x", "markersize": 4, "linestyle": "none"}),
-        ("mu", "$m_t$", "red", marker),
+        ("mu", "$m_t$", "red", ring),
         ("mu_hat", r"$\hat m_t$", "orange", marker),
-        ("raw_root", _root_label("v_t", power), "lime", marker),
+        ("raw_root", _root_label("v_t", power), "lime", ring),
         ("denom", _root_label(r"\hat v_t", power) + r" $+\ \epsilon$", "darkgreen", marker),
     )
     for column, start in enumerate((0, total - window)):

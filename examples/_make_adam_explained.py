@@ -9,15 +9,12 @@ numbers and draws the same number of figures.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-import nbclient
 import nbformat
-from _notebook import build_notebook
+from _notebook import build_notebook, execute
 
 NOTEBOOK = Path(__file__).with_name("adam_explained.ipynb")
-ROOT = Path(__file__).resolve().parents[1]
 
 CELLS: list[tuple[str, str]] = [
     (
@@ -262,27 +259,6 @@ snr drops and the steps shrink with it, even though the learning rate never chan
 def build() -> nbformat.NotebookNode:
     """The notebook, without outputs."""
     return build_notebook(CELLS)
-
-
-def execute(notebook: nbformat.NotebookNode, timeout: int = 600) -> nbformat.NotebookNode:
-    """Runs ``notebook`` in a fresh kernel started in ``examples/`` that imports this checkout's adamjax."""
-    env_backup = dict(os.environ)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    for key in [k for k in os.environ if k.startswith("JAX_")]:
-        del os.environ[key]
-    try:
-        client = nbclient.NotebookClient(
-            notebook,
-            timeout=timeout,
-            kernel_name="python3",
-            record_timing=False,
-            resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-        )
-        client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(env_backup)
-    return notebook
 
 
 def main(argv: list[str] | None = None) -> int:

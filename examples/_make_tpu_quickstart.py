@@ -1,16 +1,18 @@
-"""Writes ``examples/tpu_quickstart.ipynb`` (without outputs) from the cells below.
+"""Writes ``examples/tpu_quickstart.ipynb`` from the cells below and executes it on this machine.
 
-Edit the notebook here, then run ``python examples/_make_tpu_quickstart.py``;
-``tests/test_integration_examples.py`` checks that the committed notebook
-matches this script and that it executes top to bottom on CPU.
+Edit the notebook here, then run ``python examples/_make_tpu_quickstart.py``: it
+is committed with the outputs of a CPU run, so it shows something when browsed.
+``tests/test_integration_examples.py`` checks that the committed notebook has
+this script's cells and that its outputs are current (timings aside).
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import nbformat
-from _notebook import build_notebook
+from _notebook import build_notebook, execute
 
 NOTEBOOK = Path(__file__).with_name("tpu_quickstart.ipynb")
 
@@ -36,6 +38,8 @@ of a wheel uploaded to this runtime). Where adamjax is installed already, the ce
 # or a wheel: ADAMJAX = "/content/adamjax-0.1.0-cp312-cp312-linux_x86_64.whl"
 ADAMJAX = "adamjax @ git+https://github.com/OWNER/adamjax"
 if importlib.util.find_spec("adamjax") is None:
+    if "OWNER" in ADAMJAX:
+        raise RuntimeError("set ADAMJAX to adamjax's repository address or to an uploaded wheel's path")
     %pip install --quiet "{ADAMJAX}"''',
     ),
     (
@@ -154,10 +158,10 @@ print(f"best learning rate: {float(learning_rates[best]):.1e}")""",
 colors = plt.cm.viridis(jnp.linspace(0, 1, len(learning_rates)))
 for learning_rate, curve, color in zip(learning_rates, curves, colors, strict=True):
     ax_curves.semilogy(jnp.arange(1, STEPS + 1), curve, color=color, label=f"{float(learning_rate):.0e}")
-ax_curves.set(xlabel="step", ylabel="mean squared error", title="one curve per learning rate")
-ax_curves.legend(title="learning rate", fontsize="small", ncols=2)
+ax_curves.set(xlabel="step", ylabel="mean squared error", title="loss over training, one curve per learning rate")
+ax_curves.legend(title="learning rate", fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
 ax_final.loglog(learning_rates, final, marker="o")
-ax_final.set(xlabel="peak learning rate", ylabel="final loss", title="final loss against the learning rate")
+ax_final.set(xlabel="peak learning rate", ylabel="final loss", title="which learning rate trains best?")
 for ax in (ax_curves, ax_final):
     ax.grid(alpha=0.3)
 plt.show()""",
@@ -177,6 +181,19 @@ def build() -> nbformat.NotebookNode:
     return build_notebook(CELLS, accelerator="TPU", colab={"provenance": []})
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--out", default=str(NOTEBOOK), help="the notebook to write")
+    parser.add_argument("--no-execute", action="store_true", help="write the cells without running them")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        parser.error(f"--out: folder {str(out.parent)!r} does not exist")
+    nbformat.write(build() if args.no_execute else execute(build()), out)
+    print(f"wrote {out}")
+
+
 if __name__ == "__main__":
-    nbformat.write(build(), NOTEBOOK)
-    print(f"wrote {NOTEBOOK}")
+    main()

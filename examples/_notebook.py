@@ -1,8 +1,14 @@
-"""The notebook both generators (``_make_*.py``) write: cells in order, stable ids, no outputs."""
+"""What both notebook generators (``_make_*.py``) share: the cells in order with stable ids, and running them."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import nbclient
 import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_notebook(cells: list[tuple[str, str]], **metadata) -> nbformat.NotebookNode:
@@ -16,4 +22,25 @@ def build_notebook(cells: list[tuple[str, str]], **metadata) -> nbformat.Noteboo
         cell = make(source)
         cell["id"] = f"cell-{index:02d}"
         notebook.cells.append(cell)
+    return notebook
+
+
+def execute(notebook: nbformat.NotebookNode, timeout: int = 600) -> nbformat.NotebookNode:
+    """Runs ``notebook`` in place, in a fresh kernel started in ``examples/`` that imports this checkout's adamjax."""
+    env_backup = dict(os.environ)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    for key in [k for k in os.environ if k.startswith("JAX_")]:
+        del os.environ[key]
+    try:
+        client = nbclient.NotebookClient(
+            notebook,
+            timeout=timeout,
+            kernel_name="python3",
+            record_timing=False,
+            resources={"metadata": {"path": str(ROOT / "examples")}},
+        )
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
     return notebook

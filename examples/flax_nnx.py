@@ -79,7 +79,9 @@ def plot(losses: np.ndarray, accuracies: np.ndarray, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--out", default="figures", help="directory for the PNG file (created if missing)")
     parser.add_argument("--steps", type=int, default=400, help="training steps (full batch)")
     args = parser.parse_args(argv)

@@ -42,7 +42,9 @@ sweep = jax.jit(jax.vmap(simulate_one, in_axes=(None, 0, 0, 0, 0)))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--out", default="figures", help="directory for the PNG files (created if missing)")
     parser.add_argument("--steps", type=int, default=10_000, help="steps per run")
     args = parser.parse_args(argv)

@@ -76,7 +76,9 @@ def plot(train: np.ndarray, validation: np.ndarray, steps_per_epoch: int, path: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--out", default="figures", help="directory for the PNG file (created if missing)")
     parser.add_argument("--epochs", type=int, default=20, help="passes over the training set")
     args = parser.parse_args(argv)

@@ -15,6 +15,8 @@ bars (tqdm) show the rate, the time left and the loss.
 
 from __future__ import annotations
 
+import argparse
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -47,7 +49,7 @@ def loss_fn(params: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Arr
     return jnp.sum((prediction - y) ** 2)
 
 
-def train_transformation(params, x, y) -> list[float]:
+def train_transformation(params, x, y, steps: int = STEPS) -> list[float]:
     tx = adamjax.adam(LEARNING_RATE)
     state = tx.init(params)
 
@@ -58,7 +60,7 @@ def train_transformation(params, x, y) -> list[float]:
         return optax.apply_updates(params, updates), state, loss
 
     losses = []
-    with tqdm(range(STEPS), desc="adamjax.adam", unit="step") as bar:
+    with tqdm(range(steps), desc="adamjax.adam", unit="step") as bar:
         for _ in bar:
             params, state, loss = step(params, state)
             losses.append(float(loss))
@@ -66,12 +68,12 @@ def train_transformation(params, x, y) -> list[float]:
     return losses
 
 
-def train_triple(params, x, y) -> list[float]:
+def train_triple(params, x, y, steps: int = STEPS) -> list[float]:
     init, update, get_params = optimizers.adam(LEARNING_RATE)
     opt_state = init(params)
     value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
     losses = []
-    with tqdm(range(STEPS), desc="adamjax.optimizers.adam", unit="step") as bar:
+    with tqdm(range(steps), desc="adamjax.optimizers.adam", unit="step") as bar:
         for i in bar:
             loss, grads = value_and_grad(get_params(opt_state), x, y)
             opt_state = update(i, grads, opt_state)
@@ -80,15 +82,22 @@ def train_triple(params, x, y) -> list[float]:
     return losses
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=STEPS, help="Adam steps for each API")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps must be a positive integer; got {args.steps}")
     kx, ky, kp = jax.random.split(jax.random.PRNGKey(0), 3)
     x = jax.random.normal(kx, (N, D_IN), jnp.float32)
     y = jax.random.normal(ky, (N, D_OUT), jnp.float32)
     params = init_params(kp)
-    tx_losses = train_transformation(params, x, y)
-    triple_losses = train_triple(params, x, y)
+    tx_losses = train_transformation(params, x, y, args.steps)
+    triple_losses = train_triple(params, x, y, args.steps)
     print("step   adamjax.adam (optax API)   adamjax.optimizers.adam (triple API)")
-    for t in range(99, STEPS, 100):
+    for t in sorted({*range(99, args.steps, 100), args.steps - 1}):
         print(f"{t:4d}   {tx_losses[t]:24.6g}   {triple_losses[t]:24.6g}")
 
 

@@ -128,7 +128,9 @@ def training_loop(tx: optax.GradientTransformation, max_steps: int) -> tuple[lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=1000, help="iterations to run (Adam converges at 746)")
     parser.add_argument("--fused", action="store_true", help="keep XLA's fused multiply-adds and rewrites")
     args = parser.parse_args(argv)

@@ -11,6 +11,7 @@ Run: ``python examples/quickstart.py``
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import jax
@@ -83,13 +84,20 @@ def train_with_triple(params, x, y, steps: int = 600) -> None:
     print(f"  {steps} steps in {time.perf_counter() - start:.2f} s (compile included)")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=600, help="training steps for each API")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps must be a positive integer; got {args.steps}")
     print(f"adamjax {adamjax.__version__} on {jax.default_backend()} ({jax.device_count()} device(s))")
     x, y = make_data(jax.random.PRNGKey(0))
     params = init_mlp(jax.random.PRNGKey(1))
     print(f"initial loss {float(loss_fn(params, x, y)):.5f}")
-    train_with_transformation(params, x, y)
-    train_with_triple(params, x, y)
+    train_with_transformation(params, x, y, args.steps)
+    train_with_triple(params, x, y, args.steps)
 
 
 if __name__ == "__main__":

@@ -160,7 +160,9 @@ def train(axes: str = "explicit", steps: int = 200, log_every: int = 50, verbose
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--axes", choices=("explicit", "auto"), default="explicit", help="mesh axis type")
     parser.add_argument("--steps", type=int, default=200, help="training steps")
     parser.add_argument(

@@ -79,11 +79,13 @@ def load_generator(filename: str) -> Any:
 
 
 def assert_notebook_matches_generator(notebook: Path, generator: str) -> nbformat.NotebookNode:
-    """The committed notebook has its generator's cells and no outputs; returns it."""
+    """The committed notebook has its generator's cells, executed without errors; returns it."""
     committed = nbformat.read(notebook, as_version=4)
     built = load_generator(generator).build()
     assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in built.cells]
-    assert all(not c.get("outputs") for c in committed.cells if c.cell_type == "code")
+    code = [c for c in committed.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), "the notebook was committed without running it"
+    assert not any(o.output_type == "error" for c in code for o in c.outputs)
     return committed
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import re
+from pathlib import Path
 
 import pytest
-from helpers import assert_drawn_png, run_example
+from helpers import EXAMPLES, assert_drawn_png, run_example, run_python
 
 # tqdm's last line for a finished bar: 100%, the count, elapsed<left, the rate, then the loss.
 FINISHED_BAR = r"100%\|[^|]*\| {n}/{n} \[[\d:]+<00:00, +[\d.]+(?:{unit}/s|s/{unit}), loss=[\d.e+-]+\]"
@@ -52,3 +54,51 @@ def test_hyperparameter_sweep(tmp_path):
     assert len(rows) == 3
     # swinging_soft (the second signal) settles near mean / RMS = 0.94 for p = 2.
     assert float(rows[1].split()[1]) == pytest.approx(0.94, abs=0.02)
+
+
+SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py") if 'if __name__ == "__main__":' in p.read_text())
+
+
+def test_every_example_script_is_found():
+    # The scripts a reader runs, and the notebook generators; _notebook.py is a module they import.
+    assert {"quickstart.py", "mlp_both_apis.py", "_make_tpu_quickstart.py", "simulator_figures.py"} <= set(SCRIPTS)
+    assert "_notebook.py" not in SCRIPTS
+
+
+# One interpreter runs every script's --help (runpy, as ``python script --help`` would), so jax is imported once.
+HELP_DRIVER = """
+import contextlib, io, json, runpy, sys
+helps = {}
+for path in sys.argv[1:]:
+    sys.argv = [path, "--help"]
+    sys.path.insert(0, str(__import__("pathlib").Path(path).parent))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            runpy.run_path(path, run_name="__main__")
+            code = None
+        except SystemExit as exit:
+            code = exit.code
+    helps[path] = (code, out.getvalue())
+print(json.dumps(helps))
+"""
+
+
+@pytest.fixture(scope="module")
+def helps():
+    before = {p: p.stat().st_mtime_ns for p in EXAMPLES.iterdir()}
+    result = run_python("-c", HELP_DRIVER, *(str(EXAMPLES / script) for script in SCRIPTS))
+    assert {p: p.stat().st_mtime_ns for p in EXAMPLES.iterdir()} == before, "--help wrote files"
+    return {Path(path).name: value for path, value in json.loads(result.stdout.splitlines()[-1]).items()}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_example_help_shows_every_option_with_its_default(script, helps):
+    code, text = helps[script]
+    assert code in (0, None) and text.startswith("usage: "), (code, text)
+    # Every option that takes a value shows its default.
+    options = re.findall(r"^  (--[\w-]+) ([A-Z_]+|\{[^}]+\})", text, re.M)
+    assert options, text
+    for option, _ in options:
+        block = text.split(f"  {option} ", 1)[1].split("\n  --", 1)[0]
+        assert "(default:" in block, f"{script} {option}: {block!r}"

@@ -139,7 +139,7 @@ def test_trace_update_option_and_power_label(tmp_path):
     assert r"denominator $\hat v_t^{1/4}$ $+\ \epsilon$" in lines
     assert "p=4" in fig.get_suptitle()
     assert not any("trend" in label for label in lines)
-    np.testing.assert_allclose(lines["update $u_t$ (after the learning rate)"].get_ydata(), trace.update, rtol=1e-6)
+    np.testing.assert_allclose(lines["update $u_t$\n(after the learning rate)"].get_ydata(), trace.update, rtol=1e-6)
     check_png(fig, tmp_path / "p4.png")
 
 
@@ -210,7 +210,7 @@ def test_bad_arguments(long_trace):
 
 def test_missing_matplotlib_raises_import_error_with_install_hint(monkeypatch, long_trace):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ImportError, match=r"pip install adamjax\[plot\]"):
+    with pytest.raises(ImportError, match=r"`pip install matplotlib`"):
         plot.trace(long_trace)
 
 

@@ -96,10 +96,6 @@ def test_the_repository_address_is_the_same_everywhere():
         assert addresses == {repository}, (path.name, addresses)
 
 
-# Modules whose messages still give an unquoted hint; each must still have one, so the set shrinks.
-STILL_UNQUOTED = {"plot.py"}
-
-
 def test_install_hints_are_quoted_for_every_shell():
     # `pip install adamjax[plot]` breaks in zsh (the brackets are a glob); every hint must quote it.
     unquoted = re.compile(r"pip install (?:-e )?(?![\"'])[^\s\"'`]*[\[@]")
@@ -108,4 +104,4 @@ def test_install_hints_are_quoted_for_every_shell():
         bad = [line.strip() for line in path.read_text().splitlines() if unquoted.search(line)]
         if bad:
             offenders[path.name] = bad
-    assert set(offenders) == STILL_UNQUOTED, offenders
+    assert not offenders, offenders
