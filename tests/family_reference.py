@@ -611,7 +611,9 @@ def make(name: str, **hyper: Any) -> Optimizer:
     member = _REGISTRY[name]
     unknown = set(hyper) - set(member.defaults) - set(_COMMON)
     if unknown:
-        raise TypeError(f"{name}: unknown hyperparameters {sorted(unknown)}; known: {sorted({*member.defaults, *_COMMON})}")
+        raise TypeError(
+            f"{name}: unknown hyperparameters {sorted(unknown)}; known: {sorted({*member.defaults, *_COMMON})}"
+        )
     h = {**_COMMON, **member.defaults, **hyper}
 
     def init(params: Params) -> dict[str, Any]:
@@ -665,9 +667,7 @@ def run(name: str, grad_fn: Callable[[Params, int], Params], params0: Params, st
     return _loop(make(name, **hyper), grad_fn, params0, steps).params
 
 
-def run_full(
-    name: str, grad_fn: Callable[[Params, int], Params], params0: Params, steps: int, **hyper: Any
-) -> Run:
+def run_full(name: str, grad_fn: Callable[[Params, int], Params], params0: Params, steps: int, **hyper: Any) -> Run:
     """:func:`run`, returning the updates and the final state too."""
     return _loop(make(name, **hyper), grad_fn, params0, steps)
 
@@ -690,9 +690,7 @@ def open_loop(name: str, grads: Sequence[Params] | Array, params0: Params = None
     return _loop(make(name, **hyper), next_grad, params0, steps).params
 
 
-def open_loop_updates(
-    name: str, grads: Sequence[Params] | Array, params0: Params = None, **hyper: Any
-) -> list[Params]:
+def open_loop_updates(name: str, grads: Sequence[Params] | Array, params0: Params = None, **hyper: Any) -> list[Params]:
     """:func:`open_loop`, returning the update :math:`\\theta_t - \\theta_{t-1}` of each step instead."""
     next_grad, steps = _fixed(grads)
     if params0 is None:

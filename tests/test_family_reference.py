@@ -52,7 +52,9 @@ def start() -> dict[str, np.ndarray]:
 def test_the_hand_written_gradient_is_jax_grad_of_the_objective():
     data = {k: jnp.asarray(v) for k, v in tr.problem_data().items()}
     params = start()
-    expected = jax.grad(lambda p: tr.objective(p["w"], p["M"], data, jnp))({k: jnp.asarray(v) for k, v in params.items()})
+    expected = jax.grad(lambda p: tr.objective(p["w"], p["M"], data, jnp))(
+        {k: jnp.asarray(v) for k, v in params.items()}
+    )
     for key, value in problem_grad(params).items():
         np.testing.assert_allclose(value, np.asarray(expected[key]), rtol=1e-13, atol=1e-15)
 
@@ -131,8 +133,18 @@ OPTAX_CASES = [
     ("lamb", dict(learning_rate=0.02), lambda: optax.lamb(0.02)),
     (
         "lamb",
-        dict(learning_rate=0.02, b1=0.8, b2=0.95, eps=1e-4, eps_root=1e-8, weight_decay=0.3, decay_mask={"w": True, "M": False}),
-        lambda: optax.lamb(0.02, b1=0.8, b2=0.95, eps=1e-4, eps_root=1e-8, weight_decay=0.3, mask={"w": True, "M": False}),
+        dict(
+            learning_rate=0.02,
+            b1=0.8,
+            b2=0.95,
+            eps=1e-4,
+            eps_root=1e-8,
+            weight_decay=0.3,
+            decay_mask={"w": True, "M": False},
+        ),
+        lambda: optax.lamb(
+            0.02, b1=0.8, b2=0.95, eps=1e-4, eps_root=1e-8, weight_decay=0.3, mask={"w": True, "M": False}
+        ),
     ),
     # Adam-mini with one block per entry is Adam: optax checks the transcription's plumbing.
     ("adam_mini", dict(learning_rate=0.05, blocks="elements"), lambda: optax.adam(0.05)),
@@ -335,7 +347,9 @@ def test_adam_mini_two_steps_by_hand_one_moment_per_row():
     grads = [np.array([[3.0, 4.0], [1.0, 1.0]]), np.array([[0.0, 0.0], [3.0, -1.0]])]
     hyper = dict(learning_rate=1.0, b1=0.5, b2=0.5, eps=0.0)
     result = fam._loop(fam.make("adam_mini", **hyper), lambda _p, t: grads[t - 1], np.zeros((2, 2)), 2)
-    np.testing.assert_allclose(result.updates[0], -np.array([[3 / math.sqrt(12.5), 4 / math.sqrt(12.5)], [1.0, 1.0]]), rtol=1e-15)
+    np.testing.assert_allclose(
+        result.updates[0], -np.array([[3 / math.sqrt(12.5), 4 / math.sqrt(12.5)], [1.0, 1.0]]), rtol=1e-15
+    )
     expected = -np.array([np.array([1, 4 / 3]) / math.sqrt(25 / 6), np.array([7 / 3, -1 / 3]) / math.sqrt(11 / 3)])
     np.testing.assert_allclose(result.updates[1], expected, rtol=1e-14)
     # One second moment per row: half of Adam's four.
@@ -358,7 +372,9 @@ def test_adam_mini_partitions():
     by_rows = fam.open_loop("adam_mini", np.swapaxes(grads, 1, 2), blocks="rows", learning_rate=0.1)
     np.testing.assert_allclose(by_columns[-1], by_rows[-1].T, rtol=1e-14)
     # A user partition: a callable (name, array) -> labels.
-    custom = fam.open_loop("adam_mini", grads, blocks=lambda name, a: fam.adam_mini_blocks(a, "whole"), learning_rate=0.1)
+    custom = fam.open_loop(
+        "adam_mini", grads, blocks=lambda name, a: fam.adam_mini_blocks(a, "whole"), learning_rate=0.1
+    )
     whole = fam.open_loop("adam_mini", grads, blocks="whole", learning_rate=0.1)
     np.testing.assert_array_equal(custom[-1], whole[-1])
     with pytest.raises(ValueError, match="labels of shape"):
