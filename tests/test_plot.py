@@ -372,3 +372,75 @@ def test_the_example_script_draws_each_question_and_shows_its_defaults(tmp_path)
     for name in ("amsgrad", "family", "power"):
         assert_drawn_png(tmp_path / "new" / f"{name}.png")
     assert "wrote 3 figures" in result.stdout
+
+
+# ---------------------------------------------------------------- any optax transformation, one row per member
+
+
+def test_compare_runs_transformations_without_an_adamjax_core(tmp_path):
+    """optax's own members are run on the signal (updates only) and drawn beside adamjax's, as steps -u/lr."""
+    import family_reference as fam
+    import optax
+
+    grads = signals.swinging(400, seed=3, dtype=jnp.float64)
+    runs = {
+        "adam": adamjax.adam(1e-3),
+        "radam": optax.radam(1e-3),
+        "adopt": optax.contrib.adopt(1e-3),
+        "lamb": optax.lamb(1e-3),
+    }
+    fig = plot.compare(runs, {"swinging": grads}, layout="runs", learning_rate=1e-3, params=1.0, window=100)
+    assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["gradient $g_t$", "adam", "radam", "adopt", "lamb"]
+    g = np.asarray(grads, np.float64)
+    # Each row's curve is that member's step: checked against the NumPy transcriptions (not optax itself).
+    expected = {
+        "radam": fam.open_loop_updates("radam", g[:, None], np.ones(1), learning_rate=1e-3),
+        "adopt": fam.open_loop_updates("adopt", g[:, None], np.ones(1), learning_rate=1e-3),
+        "lamb": fam.open_loop_updates("lamb", g[:, None], np.ones(1), learning_rate=1e-3),
+        "adam": fam.open_loop_updates("adamw", g[:, None], np.ones(1), learning_rate=1e-3, weight_decay=0.0),
+    }
+    for row, name in enumerate(["adam", "radam", "adopt", "lamb"], start=1):
+        for column, span in enumerate([slice(0, 100), slice(300, 400)]):
+            ax = fig.axes[2 * row + column]
+            own = [line for line in ax.get_lines() if line.get_label() == f"_{name}"]
+            steps = -np.concatenate(expected[name])[span] / 1e-3
+            np.testing.assert_allclose(own[0].get_ydata(), steps, rtol=1e-9, atol=1e-9)
+            if name != "adam":  # the reference is drawn behind, in grey, on the same scale
+                behind = lines_by_label(ax)["adam (drawn behind each other member)"]
+                assert behind.get_zorder() < own[0].get_zorder()
+                assert ax.get_ylim() == fig.axes[2 + column].get_ylim()
+    check_figure(fig, tmp_path / "family.png")
+
+
+def test_compare_runs_layout_notes_coinciding_members_and_checks_its_arguments(tmp_path):
+    import optax
+
+    runs = {"adam": adamjax.adam(1e-3), "amsgrad": adamjax.amsgrad(1e-3), "sgd": optax.sgd(1e-3)}
+    fig = plot.compare(runs, signals.sine(300), layout="runs", learning_rate=1e-3)
+    legend = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert "amsgrad coincides with adam" in legend and not any("sgd" in t for t in legend)
+    check_figure(fig, tmp_path / "runs.png")
+    # In the fields layout an optax member without internals is left out of the rows it cannot fill.
+    fig = plot.compare(runs, signals.sine(300), fields=("direction", "step"), learning_rate=1e-3)
+    assert [line.get_label() for line in fig.axes[1].get_lines()][:2] == ["adam", "amsgrad"]
+    assert "sgd" in [line.get_label() for line in fig.axes[2].get_lines()]
+    np.testing.assert_allclose(lines_by_label(fig.axes[2])["sgd"].get_ydata(), np.asarray(signals.sine(300)), rtol=1e-6)
+    with pytest.raises(ValueError, match="pass `learning_rate=`"):
+        plot.compare(runs, signals.sine(30), layout="runs")
+    with pytest.raises(ValueError, match="draws one field, one row per run"):
+        plot.compare(runs, signals.sine(30), layout="runs", fields=("step", "update"), learning_rate=1e-3)
+    with pytest.raises(ValueError, match="must be 'fields' or 'runs'"):
+        plot.compare(runs, signals.sine(30), layout="columns")
+    with pytest.raises(ValueError, match="without an adamjax core records only"):
+        plot.compare({"sgd": optax.sgd(1e-3)}, signals.sine(30), fields=("denom",))
+
+
+def test_the_family_example_draws_the_comparison_and_shows_its_defaults(tmp_path):
+    from helpers import assert_drawn_png, run_example
+
+    shown = " ".join(run_example("family_compare.py", "--help").stdout.split())
+    assert "(default: family_compare.png)" in shown and "(default: 2000)" in shown and "(default: 0.001)" in shown
+    out = tmp_path / "new" / "family.png"
+    result = run_example("family_compare.py", "--out", out, "--steps", "600", "--window", "150")
+    assert_drawn_png(out)
+    assert f"wrote {out}" in result.stdout
