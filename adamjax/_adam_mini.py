@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core, _stages
+from adamjax import _core, _stages
 from adamjax._aliases import _build
 from adamjax._types import ArrayLike, DTypeLike, ScalarOrSchedule
 
@@ -53,8 +53,10 @@ def _axes(block_axes: Callable, param: Any) -> tuple[int, ...]:
 def block_mean(work: dict, c: _stages.Context) -> None:
     r""":math:`v_{b,t} = \beta_2 v_{b,t-1} + (1 - \beta_2) \operatorname{mean}_{i \in b} |g_{i,t}|^2`, one value per block."""
     axes = _axes(c.config.value("block_axes"), work["grad"])
-    mean = jnp.mean(_stages.abs_sq(work["nu_input"]), axis=axes, keepdims=True) if axes else _stages.abs_sq(
-        work["nu_input"]
+    mean = (
+        jnp.mean(_stages.abs_sq(work["nu_input"]), axis=axes, keepdims=True)
+        if axes
+        else _stages.abs_sq(work["nu_input"])
     )
     work["nu"] = c.one_minus_b2 * mean + c.b2 * _stages.read_real(work["nu"], c.real)
 

@@ -45,9 +45,9 @@ def _prepare(state: Any, count: jax.Array, config: _core.AdamConfig) -> tuple[di
 def slow_moment(work: dict, c: _stages.Context) -> None:
     r""":math:`m^{(2)}_t = \beta_3 m^{(2)}_{t-1} + (1-\beta_3) g_t` (:math:`\beta_3` perhaps scheduled)."""
     b3 = _stages.hyper(c.shared["b3"], c.real)
-    work["m2"] = _stages.as_factor(1 - b3, c.dtype) * work["grad"] + _stages.as_factor(b3, c.dtype) * work[
-        "m2"
-    ].astype(c.dtype)
+    work["m2"] = _stages.as_factor(1 - b3, c.dtype) * work["grad"] + _stages.as_factor(b3, c.dtype) * work["m2"].astype(
+        c.dtype
+    )
 
 
 @_stages.stage("direction", "mixture", checks=(("alpha", "schedule or nonnegative"),))

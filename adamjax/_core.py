@@ -173,7 +173,9 @@ class AdamConfig(NamedTuple):
             for key, value in self.member.hyper:
                 if key == name:
                     return value
-        raise KeyError(f"the {self.member.name if self.member else 'Adam'} configuration has no hyperparameter {name!r}")
+        raise KeyError(
+            f"the {self.member.name if self.member else 'Adam'} configuration has no hyperparameter {name!r}"
+        )
 
 
 _ADAM_LAYOUT = Layout(ScaleByAdamState)
@@ -362,7 +364,10 @@ def add_coupled_decay(func: str, grads: list[jax.Array], params: Any, treedef: A
     for g, p in zip(grads, param_leaves, strict=True):
         if jnp.shape(g) != jnp.shape(p):
             raise ValueError(f"{func}: a parameter of shape {jnp.shape(p)} meets a gradient of shape {jnp.shape(g)}.")
-    return [g + _numerics.scale_leaf(rate, jnp.asarray(p, jnp.result_type(g))) for g, p in zip(grads, param_leaves, strict=True)]
+    return [
+        g + _numerics.scale_leaf(rate, jnp.asarray(p, jnp.result_type(g)))
+        for g, p in zip(grads, param_leaves, strict=True)
+    ]
 
 
 def coupled_decay_value(config: AdamConfig, count: jax.Array) -> Any:

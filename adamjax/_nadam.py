@@ -56,9 +56,10 @@ def _prepare(state: NadamState, count: jax.Array, config: _core.AdamConfig) -> t
 def momentum_decay(work: dict, c: _stages.Context) -> None:
     r"""PyTorch's NAdam look-ahead: :math:`\hat m_t = \frac{1 - \mu_t}{1 - \Pi_t} g_t + \frac{\mu_{t+1}}{1 - \Pi_t \mu_{t+1}} m_t`."""
     mu_t, mu_next, product = (c.shared[k].astype(c.real) for k in ("mu_t", "mu_next", "mu_product"))
-    work["mu_hat"] = _stages.as_factor((1 - mu_t) / (1 - product), c.dtype) * work["grad"] + _stages.as_factor(
-        mu_next / (1 - product * mu_next), c.dtype
-    ) * work["mu"]
+    work["mu_hat"] = (
+        _stages.as_factor((1 - mu_t) / (1 - product), c.dtype) * work["grad"]
+        + _stages.as_factor(mu_next / (1 - product * mu_next), c.dtype) * work["mu"]
+    )
 
 
 def member(decay: Any) -> _core.Member:

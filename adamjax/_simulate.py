@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adamjax import _checks, _core, _numerics, _stages
+from adamjax import _checks, _core, _stages
 
 _SWITCHES = ("centered", "amsgrad", "nesterov", "bias_correction")
 _NUMBERS = ("b1", "b2", "eps", "eps_root", "power")
@@ -235,7 +235,11 @@ def _hashable_config(config: _core.AdamConfig) -> list[Any]:
         if name in _NUMBERS:
             return _concrete(value)
         if name == "member" and value is not None:
-            return (value.name, value.stages, tuple((k, _concrete(v) if _concrete(v) is not None else id(v)) for k, v in value.hyper))
+            return (
+                value.name,
+                value.stages,
+                tuple((k, _concrete(v) if _concrete(v) is not None else id(v)) for k, v in value.hyper),
+            )
         return value
 
     return [plain(name, v) for name, v in zip(config._fields, config, strict=True)]

@@ -427,8 +427,9 @@ def adam_step(
 
     Args:
       grad: the gradient (any float dtype).
-      mu, nu, nu_max: this array's state before the step (``nu_max`` is None
-        unless ``config.amsgrad``).
+      mu: this array's first moment before the step.
+      nu: its second moment before the step.
+      nu_max: AMSGrad's running maximum before the step (None unless ``config.amsgrad``).
       count: int32 scalar, the step number ``t >= 1``.
       config: the variant and its hyperparameters (an :class:`adamjax.AdamConfig`).
       moments: a member's other stored moments (AdEMAMix's slow ``m2``).

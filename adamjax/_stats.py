@@ -264,7 +264,10 @@ def _summaries(
         second = adam_state.nu if adam_state.nu_max is None else adam_state.nu_max
         # A block second moment (Adam-mini) stands for every entry of its block.
         nu = _flat(
-            [jnp.broadcast_to(v, jnp.shape(m)) for m, v in zip(jax.tree.leaves(adam_state.mu), jax.tree.leaves(second))],
+            [
+                jnp.broadcast_to(v, jnp.shape(m))
+                for m, v in zip(jax.tree.leaves(adam_state.mu), jax.tree.leaves(second), strict=False)
+            ],
             dtype,
         )
         mu_hat = mu / jnp.where(started, bc1, 1)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core, _numerics, _stages
+from adamjax import _checks, _core, _numerics
 from adamjax._types import ArrayLike, DTypeLike, ScalarOrSchedule
 
 

@@ -24,23 +24,23 @@ signature and numerics: ``init(params) -> state``, ``update(i, grads, state)
 """
 
 from adamjax._classic import adagrad as adagrad
+from adamjax._classic import adam as adam
 from adamjax._classic import adam_mini as adam_mini
+from adamjax._classic import adamax as adamax
 from adamjax._classic import ademamix as ademamix
 from adamjax._classic import adopt as adopt
-from adamjax._classic import lamb as lamb
-from adamjax._classic import nadam as nadam
-from adamjax._classic import radam as radam
-from adamjax._classic import stable_adamw as stable_adamw
-from adamjax._classic import adam as adam
-from adamjax._classic import adamax as adamax
 from adamjax._classic import clip_grads as clip_grads
 from adamjax._classic import l2_norm as l2_norm
+from adamjax._classic import lamb as lamb
 from adamjax._classic import momentum as momentum
+from adamjax._classic import nadam as nadam
 from adamjax._classic import nesterov as nesterov
+from adamjax._classic import radam as radam
 from adamjax._classic import rmsprop as rmsprop
 from adamjax._classic import rmsprop_momentum as rmsprop_momentum
 from adamjax._classic import sgd as sgd
 from adamjax._classic import sm3 as sm3
+from adamjax._classic import stable_adamw as stable_adamw
 from adamjax._schedules import Schedule as Schedule
 from adamjax._schedules import constant as constant
 from adamjax._schedules import exponential_decay as exponential_decay

@@ -176,7 +176,9 @@ def test_adam_mini_keeps_one_second_moment_per_row_and_matches_adam_on_scalars()
     assert jax.tree.map(jnp.shape, state[0].nu) == {"w": (4, 1), "b": (1,), "s": ()}
     grads = {"w": jnp.arange(12.0).reshape(4, 3), "b": jnp.array([1.0, 2.0, 3.0]), "s": jnp.array(2.0)}
     updates, state = tx.update(grads, state, params)
-    np.testing.assert_allclose(np.asarray(state[0].nu["w"])[:, 0], 0.001 * np.mean(np.arange(12.0).reshape(4, 3) ** 2, axis=1))
+    np.testing.assert_allclose(
+        np.asarray(state[0].nu["w"])[:, 0], 0.001 * np.mean(np.arange(12.0).reshape(4, 3) ** 2, axis=1)
+    )
     # A scalar is its own block: Adam's first step, -lr * sign(g).
     assert float(updates["s"]) == pytest.approx(-0.1 * 2 / (2 + 1e-8), rel=1e-12)
     columns = adamjax.adam_mini(0.1, block_axes=lambda p: (0,) if jnp.ndim(p) == 2 else tuple(range(jnp.ndim(p))))

@@ -167,11 +167,19 @@ KINDS = {
     "threshold": (("threshold",), [(NAN, ValueError, in_range("(-inf, inf)")), ("5", TypeError, real_number)]),
     "momentum_decay": (
         ("momentum_decay",),
-        [(-1e-3, ValueError, in_range("[0, inf)")), (NAN, ValueError, in_range("[0, inf)")), ("4e-3", TypeError, real_number)],
+        [
+            (-1e-3, ValueError, in_range("[0, inf)")),
+            (NAN, ValueError, in_range("[0, inf)")),
+            ("4e-3", TypeError, real_number),
+        ],
     ),
     "slow_decay": (
         ("b3",),
-        [(1.0, ValueError, in_range("[0, 1)")), (-0.1, ValueError, in_range("[0, 1)")), ("0.9", TypeError, real_number)],
+        [
+            (1.0, ValueError, in_range("[0, 1)")),
+            (-0.1, ValueError, in_range("[0, 1)")),
+            ("0.9", TypeError, real_number),
+        ],
     ),
     "mixing": (("alpha",), [(-1.0, ValueError, in_range("[0, inf)")), (INF, ValueError, in_range("[0, inf)"))]),
     "dtype": (
