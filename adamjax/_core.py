@@ -278,12 +278,14 @@ def init_state(params: optax.Params, config: AdamConfig) -> Any:
     """
     _checks.check_param_dtypes("Adam", params, allow_complex=True)
     member = config.member
-    nu_shape = (lambda p: jnp.shape(p)) if member is None or member.nu_shape is None else member.nu_shape
+    nu_shape = None if member is None else member.nu_shape
 
     def zeros(moment: str) -> Any:
-        if moment in ("nu", "nu_max"):
-            return jax.tree.map(lambda p: jnp.zeros(nu_shape(p), _state_dtype(p, config.nu_dtype)), params)
-        return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=_state_dtype(p, config.mu_dtype)), params)
+        if moment not in ("nu", "nu_max"):
+            return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=_state_dtype(p, config.mu_dtype)), params)
+        if nu_shape is None:  # zeros_like keeps the parameters' sharding, as optax's init does
+            return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=_state_dtype(p, config.nu_dtype)), params)
+        return jax.tree.map(lambda p: jnp.zeros(nu_shape(p), _state_dtype(p, config.nu_dtype)), params)
 
     layout = config.layout
     made: dict[str, Any] = {}
