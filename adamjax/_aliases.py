@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core, _fused
+from adamjax import _checks, _core, _fused, _nadam, _numerics
 from adamjax._transform import scale_by_learning_rate
 from adamjax._types import ArrayLike, DTypeLike, ScalarOrSchedule
 
@@ -52,7 +52,7 @@ def _decoupled_decay(func: str, weight_decay: Any, mask: Any = None) -> optax.Gr
             raise ValueError(f"`{func}(weight_decay=...)` needs the parameters: call `update(grads, state, params)`.")
         _core.check_same_structure(func, updates, params)
         decayed = jax.tree.map(
-            lambda u, p: None if u is None else u + _core.scale_leaf(rate, jnp.asarray(p, jnp.result_type(u))),
+            lambda u, p: None if u is None else u + _numerics.scale_leaf(rate, jnp.asarray(p, jnp.result_type(u))),
             updates,
             params,
             is_leaf=lambda x: x is None,
@@ -100,6 +100,7 @@ def _build(
     *,
     decoupled_decay: Any = _NO_DECAY,
     mask: Any = None,
+    after_decay: tuple[optax.GradientTransformation, ...] = (),
     **switches: Any,
 ) -> optax.GradientTransformation:
     """Validates everything for ``func`` and chains the core, the decoupled decay and the learning rate.
@@ -114,6 +115,7 @@ def _build(
     parts = [_core.transformation(config, func)]
     if decoupled_decay is not _NO_DECAY:
         parts.append(_decoupled_decay(func, decoupled_decay, mask))
+    parts.extend(after_decay)
     parts.append(scale_by_learning_rate(learning_rate, func=func))
     chain = optax.chain(*parts)
     spec = _fused.FusedSpec(
@@ -122,6 +124,7 @@ def _build(
         _checks.checked_schedule(func, "learning_rate", learning_rate),
         None if decoupled_decay is _NO_DECAY else _checks.checked_schedule(func, "weight_decay", decoupled_decay),
         masked=mask is not None,
+        after_decay="a per-array trust ratio" if after_decay else None,
     )
     return _fused.attach(spec, chain)
 
@@ -141,6 +144,7 @@ def adam(
     power: ArrayLike | None = None,
     bias_correction: bool = True,
     nu_dtype: DTypeLike | None = None,
+    cautious: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adam (``optax.adam``), with PyTorch's coupled L2 ``weight_decay`` as an option.
 
@@ -179,6 +183,10 @@ def adam(
       amsgrad, centered, power, bias_correction, nu_dtype: adamjax's switches
         of :func:`scale_by_adam`.
 
+    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
+    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
+    :func:`adamjax._stages.cautious`).
+
     Returns:
       An ``optax.GradientTransformationExtraArgs`` (an ``optax.chain``).
 
@@ -212,6 +220,7 @@ def adam(
         bias_correction=bias_correction,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        cautious=cautious,
     )
 
 
@@ -228,6 +237,7 @@ def adamw(
     nesterov: bool = False,
     amsgrad: bool = False,
     nu_dtype: DTypeLike | None = None,
+    cautious: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdamW: Adam with decoupled weight decay (``optax.adamw``).
 
@@ -252,6 +262,10 @@ def adamw(
         parameters, or a callable that returns one (as ``optax.adamw``).
       nesterov: Nesterov momentum (``optax.adamw(nesterov=True)``).
       amsgrad, nu_dtype: adamjax's switches of :func:`scale_by_adam`.
+
+    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
+    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
+    :func:`adamjax._stages.cautious`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
@@ -280,6 +294,7 @@ def adamw(
         nesterov=nesterov,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        cautious=cautious,
     )
 
 
@@ -294,6 +309,8 @@ def nadam(
     nesterov: bool = True,
     weight_decay: ScalarOrSchedule | None = None,
     nu_dtype: DTypeLike | None = None,
+    cautious: bool = False,
+    momentum_decay: ArrayLike | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""NAdam: Adam with Nesterov momentum, in optax's form (``optax.nadam``).
 
@@ -303,8 +320,12 @@ def nadam(
       \theta_t = \theta_{t-1} - \eta_t \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon}
 
     Same signature and state as ``optax.nadam`` (whose keyword ``nesterov``
-    defaults to True; False gives plain Adam). PyTorch's ``NAdam`` adds a
-    momentum-decay schedule; this does not.
+    defaults to True; False gives plain Adam). ``momentum_decay=psi`` gives
+    ``torch.optim.NAdam(momentum_decay=psi)`` instead (PyTorch's default is
+    ``4e-3``): the momentum factor warms up as
+    :math:`\mu_t = \beta_1 (1 - \tfrac12 0.96^{t\psi})` and the state is
+    :class:`adamjax.NadamState`, which also keeps :math:`\prod_{s \le t} \mu_s`
+    (see :mod:`adamjax._nadam`).
 
     Args:
       learning_rate: :math:`\eta`, a number or an optax schedule.
@@ -313,6 +334,10 @@ def nadam(
       nesterov: as ``optax.nadam``.
       weight_decay: coupled L2, as in :func:`adam` (adamjax only).
       nu_dtype: dtype of the second moment (adamjax only).
+
+    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
+    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
+    :func:`adamjax._stages.cautious`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -338,6 +363,8 @@ def nadam(
         nesterov=nesterov,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        cautious=cautious,
+        member=None if momentum_decay is None else _nadam.member(momentum_decay),
     )
 
 
@@ -353,6 +380,7 @@ def nadamw(
     *,
     nesterov: bool = True,
     nu_dtype: DTypeLike | None = None,
+    cautious: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     r"""NAdamW: :func:`nadam` with decoupled weight decay (``optax.nadamw``).
 
@@ -368,6 +396,10 @@ def nadamw(
       weight_decay, mask: as in :func:`adamw`.
       nesterov: as ``optax.nadamw``.
       nu_dtype: dtype of the second moment (adamjax only).
+
+    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
+    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
+    :func:`adamjax._stages.cautious`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
@@ -395,6 +427,7 @@ def nadamw(
         nesterov=nesterov,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        cautious=cautious,
     )
 
 
@@ -410,6 +443,7 @@ def amsgrad(
     *,
     weight_decay: ScalarOrSchedule | None = None,
     nu_dtype: DTypeLike | None = None,
+    cautious: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AMSGrad with PyTorch's convention (``torch.optim.Adam(amsgrad=True)``).
 
@@ -434,6 +468,10 @@ def amsgrad(
       bias_correction_nu: divide :math:`\tilde v_t` by :math:`1 - \beta_2^t`.
       weight_decay: coupled L2, as in :func:`adam` (adamjax only).
       nu_dtype: dtype of ``nu`` and ``nu_max`` (adamjax only).
+
+    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
+    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
+    :func:`adamjax._stages.cautious`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -465,6 +503,7 @@ def amsgrad(
         bias_correction_nu=bias_correction_nu,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        cautious=cautious,
     )
 
 
@@ -477,6 +516,7 @@ def adamax(
     weight_decay: ScalarOrSchedule | None = None,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
+    cautious: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adamax, Adam's infinity-norm variant (``optax.adamax``, ``torch.optim.Adamax``).
 
@@ -496,6 +536,10 @@ def adamax(
       eps: :math:`\epsilon \ge 0`, added to ``|g|`` inside the maximum.
       weight_decay: coupled L2, as ``torch.optim.Adamax(weight_decay=...)`` (adamjax only).
       mu_dtype, nu_dtype: state dtypes (adamjax only).
+
+    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
+    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
+    :func:`adamjax._stages.cautious`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -522,6 +566,7 @@ def adamax(
         power=math.inf,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        cautious=cautious,
     )
 
 
@@ -535,6 +580,7 @@ def adamaxw(
     *,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
+    cautious: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdamaxW: :func:`adamax` with decoupled weight decay (``optax.adamaxw``).
 
@@ -547,6 +593,10 @@ def adamaxw(
       b1, b2, eps: as in :func:`adamax`.
       weight_decay, mask: as in :func:`adamw`.
       mu_dtype, nu_dtype: state dtypes (adamjax only).
+
+    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
+    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
+    :func:`adamjax._stages.cautious`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
@@ -574,6 +624,7 @@ def adamaxw(
         power=math.inf,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        cautious=cautious,
     )
 
 
@@ -588,6 +639,7 @@ def adabelief(
     weight_decay: ScalarOrSchedule | None = None,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
+    cautious: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdaBelief: Adam with the centered second moment (``optax.adabelief``).
 
@@ -607,6 +659,10 @@ def adabelief(
       nesterov: Nesterov momentum, as ``optax.adabelief``.
       weight_decay: coupled L2, as in :func:`adam` (adamjax only).
       mu_dtype, nu_dtype: state dtypes (adamjax only).
+
+    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
+    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
+    :func:`adamjax._stages.cautious`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -633,4 +689,5 @@ def adabelief(
         nesterov=nesterov,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        cautious=cautious,
     )

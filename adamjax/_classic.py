@@ -7,7 +7,7 @@ built, parameters at ``init`` and gradients and the step index at ``update``. :f
 core (:func:`adamjax.adam_step`). The step index ``i`` starts at 0, so Adam's
 bias corrections use :math:`t = i + 1`.
 
-The step size multiplies the direction through :func:`adamjax._core.scale_leaf`:
+The step size multiplies the direction through :func:`adamjax._numerics.scale_leaf`:
 a Python number as in ``jax.example_libraries``; an array-valued schedule in
 float32 or wider, rounded once to the parameter's dtype, so a float64 schedule
 never widens float32 parameters.
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core
+from adamjax import _checks, _core, _numerics, _stages
 from adamjax._schedules import Schedule, as_schedule
 from adamjax._triple import Optimizer, OptimizerResult, optimizer
 
@@ -126,7 +126,7 @@ def sgd(step_size) -> OptimizerResult:
     schedule = _step_size("sgd", step_size)
 
     def update(i, g, x):
-        return x - _core.scale_leaf(schedule(i), g)
+        return x - _numerics.scale_leaf(schedule(i), g)
 
     return (lambda x0: x0), update, (lambda x: x)
 
@@ -142,7 +142,7 @@ def _heavy_ball(func: str, step_size: Any, mass: Any, *, nesterov: bool) -> Opti
         x, velocity = state
         velocity = mass * velocity + g
         direction = mass * velocity + g if nesterov else velocity
-        return x - _core.scale_leaf(schedule(i), direction), velocity
+        return x - _numerics.scale_leaf(schedule(i), direction), velocity
 
     return init, update, _params
 
@@ -224,7 +224,7 @@ def adagrad(step_size, momentum=0.9) -> OptimizerResult:
         x, g_sq, m = state
         g_sq = g_sq + jnp.square(g)
         m = (1.0 - momentum) * (g * _inverse_sqrt(g_sq)) + momentum * m
-        return x - _core.scale_leaf(schedule(i), m), g_sq, m
+        return x - _numerics.scale_leaf(schedule(i), m), g_sq, m
 
     return init, update, _params
 
@@ -262,7 +262,7 @@ def rmsprop(step_size, gamma=0.9, eps=1e-8) -> OptimizerResult:
     def update(i, g, state):
         x, avg_sq_grad = state
         avg_sq_grad = avg_sq_grad * gamma + jnp.square(g) * (1.0 - gamma)
-        return x - _core.scale_leaf(schedule(i), g / jnp.sqrt(avg_sq_grad + eps)), avg_sq_grad
+        return x - _numerics.scale_leaf(schedule(i), g / jnp.sqrt(avg_sq_grad + eps)), avg_sq_grad
 
     return init, update, _params
 
@@ -294,7 +294,7 @@ def rmsprop_momentum(step_size, gamma=0.9, eps=1e-8, momentum=0.9) -> OptimizerR
     def update(i, g, state):
         x, avg_sq_grad, mom = state
         avg_sq_grad = avg_sq_grad * gamma + jnp.square(g) * (1.0 - gamma)
-        mom = momentum * mom + _core.scale_leaf(schedule(i), g / jnp.sqrt(avg_sq_grad + eps))
+        mom = momentum * mom + _numerics.scale_leaf(schedule(i), g / jnp.sqrt(avg_sq_grad + eps))
         return x - mom, avg_sq_grad, mom
 
     return init, update, _params
@@ -344,7 +344,7 @@ def sm3(step_size, momentum=0.9) -> OptimizerResult:
         covering = [jnp.expand_dims(r, [a for a in axes if a != k]) for k, r in enumerate(row_maxes)]
         accumulator = functools.reduce(jnp.minimum, covering) + jnp.square(g)
         m = (1.0 - momentum) * (g * _inverse_sqrt(accumulator)) + momentum * jnp.atleast_1d(m)
-        x = jnp.atleast_1d(x) - _core.scale_leaf(schedule(i), m)
+        x = jnp.atleast_1d(x) - _numerics.scale_leaf(schedule(i), m)
         # `initial=0` (exact: the accumulator is >= 0) lets a zero-size array reduce.
         row_maxes = [accumulator.max(axis=tuple(a for a in axes if a != k), initial=0.0) for k in axes]
         return x.reshape(shape), m.reshape(shape), row_maxes
@@ -353,7 +353,7 @@ def sm3(step_size, momentum=0.9) -> OptimizerResult:
 
 
 def _adam_family(func: str, step_size: Any, config: _core.AdamConfig) -> OptimizerResult:
-    """Per-array ``(x, m, v)`` triple stepping by :func:`adamjax._core.adam_step`."""
+    """Per-array ``(x, m, v)`` triple stepping by :func:`adamjax._stages.adam_step`."""
     schedule = _step_size(func, step_size)
 
     def init(x0):
@@ -368,9 +368,9 @@ def _adam_family(func: str, step_size: Any, config: _core.AdamConfig) -> Optimiz
         x, g = jnp.asarray(x), jnp.asarray(g)
         # Saturates at the int32 maximum, as the transformations' step count does.
         count = jnp.clip(jnp.asarray(i), 0, _INT32_MAX - 1).astype(jnp.int32) + 1
-        step = _core.adam_step(g, m, v, None, count, config)
+        step = _stages.adam_step(g, m, v, None, count, config)
         # In the core's float32-or-wider dtype, rounded once to the parameter's.
-        x_new = x.astype(step.update.dtype) - _core.scale_leaf(schedule(i), step.update)
+        x_new = x.astype(step.update.dtype) - _numerics.scale_leaf(schedule(i), step.update)
         return x_new.astype(x.dtype), step.mu.astype(m.dtype), step.nu.astype(v.dtype)
 
     return init, update, _params
@@ -476,3 +476,76 @@ def clip_grads(grad_tree: Any, max_norm: Any) -> Any:
     _checks.check_nonnegative("clip_grads", "max_norm", max_norm)
     clipped, _ = optax.clip_by_global_norm(max_norm).update(grad_tree, optax.EmptyState())
     return clipped
+
+
+def _from_alias(alias: Any, step_size: Any, *args: Any, **kwargs: Any) -> Optimizer:
+    """The triple of an adamjax alias: one step of the transformation per ``update``.
+
+    The transformation counts its own steps, so a schedule sees 0, 1, 2, ...,
+    the same as ``i`` when ``update`` is called with ``i = 0, 1, 2, ...``.
+    """
+    from adamjax._triple import from_transformation
+
+    return from_transformation(alias(step_size, *args, **kwargs))
+
+
+def radam(step_size: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, **options: Any) -> Optimizer:
+    r"""RAdam as a triple: :func:`adamjax.radam` (``options``: ``eps_root``, ``threshold``, ``eps_placement``, ...).
+
+    .. math:: \theta \leftarrow \theta - \eta_i\, r_t \hat m_t / (\sqrt{\hat v_t} + \epsilon) \quad (\rho_t \ge 5)
+
+    Args:
+      step_size: :math:`\eta \ge 0`, a number or a schedule.
+      b1: decay of the first moment.
+      b2: decay of the second moment.
+      eps: added to the denominator.
+      **options: further keywords of :func:`adamjax.radam`.
+
+    Returns:
+      An :class:`Optimizer` triple whose state is a :class:`TransformationState`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from adamjax import optimizers
+      >>> init, update, get_params = optimizers.radam(0.1)
+      >>> [round(float(x), 4) for x in get_params(update(0, jnp.array([2.0]), init(jnp.zeros(1))))]
+      [-0.2]
+
+    References:
+      Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", 2020.
+    """
+    from adamjax._radam import radam as alias
+
+    return _from_alias(alias, step_size, b1, b2, eps, **options)
+
+
+def _triple_of(module: str, name: str, summary: str, reference: str) -> Any:
+    def make(step_size: Any, *args: Any, **options: Any) -> Optimizer:
+        import importlib
+
+        alias = getattr(importlib.import_module(f"adamjax.{module}"), name)
+        return _from_alias(alias, step_size, *args, **options)
+
+    make.__name__ = make.__qualname__ = name
+    make.__doc__ = f"""{summary} as a triple: :func:`adamjax.{name}` stepped once per ``update``.
+
+    Args:
+      step_size: :math:`\\eta \\ge 0`, a number or a schedule.
+      *args: the further positional parameters of :func:`adamjax.{name}`.
+      **options: its keywords.
+
+    Returns:
+      An :class:`Optimizer` triple whose state is a :class:`TransformationState`.
+
+    References:
+      {reference}
+    """
+    return make
+
+
+nadam = _triple_of("_aliases", "nadam", "NAdam (optax's form, or PyTorch's with ``momentum_decay``)", "Dozat, 2016.")
+adopt = _triple_of("_adopt", "adopt", "ADOPT", "Taniguchi et al., 2024.")
+ademamix = _triple_of("_ademamix", "ademamix", "AdEMAMix", "Pagliardini et al., 2024.")
+lamb = _triple_of("_lamb", "lamb", "LAMB", "You et al., 2020.")
+stable_adamw = _triple_of("_stable_adamw", "stable_adamw", "StableAdamW", "Wortsman et al., 2023.")
+adam_mini = _triple_of("_adam_mini", "adam_mini", "Adam-mini", "Zhang et al., 2024.")

@@ -12,7 +12,7 @@ NAdam or centering; bias correction on or off; any ``eps``/``eps_root``), the
 decays are unmasked, no simulator is recording, every array is float32 or
 bfloat16 (state float32 or bfloat16), the backend is the CPU, and JAX sees a
 single device whose arrays carry no mesh in their types. ``jax.grad`` through a step differentiates the pure-JAX twin
-(:func:`_reference`), which runs the core's :func:`adamjax._core.adam_step`.
+(:func:`_reference`), which runs the core's :func:`adamjax._stages.adam_step`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core, _native
+from adamjax import _checks, _core, _native, _numerics, _stages
 
 
 class FusedSpec(NamedTuple):
@@ -36,15 +36,22 @@ class FusedSpec(NamedTuple):
     learning_rate: Any
     decoupled_decay: Any  # None: the chain has no decoupled term
     masked: bool = False  # the decoupled decay has a mask (the kernel decays every array)
+    after_decay: str | None = None  # what the chain does after the decay (LAMB's trust ratio), if anything
 
 
 def variant_reason(config: _core.AdamConfig) -> str | None:
-    """Why the kernel cannot compute this variant (it knows plain Adam only), or None when it can."""
-    for switch in ("amsgrad", "nesterov", "centered"):
-        if getattr(config, switch):
-            return f"the {switch} variant has no native kernel (the kernel computes plain Adam/AdamW)"
-    if _checks.is_traced(config.power) or float(config.power) != 2.0:
-        return "a second moment of power other than 2 has no native kernel"
+    """Why the kernel cannot compute this variant, or None when it can.
+
+    Read from the variant's stages: the kernel computes the stages marked
+    ``kernel`` (the first moment, squares, bias correction on or off, the
+    square-root denominator, the plain direction), i.e. plain Adam/AdamW, on
+    real moments in optax's ``ScaleByAdamState``.
+    """
+    for each in config.stages:
+        if not each.kernel:
+            return f"the {each.name} variant has no native kernel (the kernel computes plain Adam/AdamW)"
+    if config.layout.state_class is not _core.ScaleByAdamState:
+        return f"the state {config.layout.state_class.__name__} has no native kernel (it keeps ScaleByAdamState)"
     if any(
         jnp.issubdtype(jnp.dtype(d), jnp.complexfloating) for d in (config.mu_dtype, config.nu_dtype) if d is not None
     ):
@@ -57,9 +64,9 @@ def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool):
     h = dict(zip(_native.HYPER_FIELDS, (hyper[i] for i in range(len(_native.HYPER_FIELDS))), strict=True))
     g = grad
     if coupled:
-        g = g + _core.scale_leaf(h["coupled_wd"], param)
+        g = g + _numerics.scale_leaf(h["coupled_wd"], param)
     config = _core.AdamConfig(b1=h["b1"], b2=h["b2"], eps=h["eps"], eps_root=h["eps_root"])
-    step = _core.adam_step(
+    step = _stages.adam_step(
         g,
         mu,
         nu,
@@ -71,8 +78,8 @@ def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool):
     )
     update = step.update.astype(grad.dtype)
     if decoupled:
-        update = update + _core.scale_leaf(h["decoupled_wd"], param)
-    update = _core.scale_leaf(-h["lr"], update)
+        update = update + _numerics.scale_leaf(h["decoupled_wd"], param)
+    update = _numerics.scale_leaf(-h["lr"], update)
     return (param + update).astype(param.dtype), step.mu.astype(mu.dtype), step.nu.astype(nu.dtype)
 
 
@@ -151,6 +158,8 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tu
         return reason
     if spec.masked:
         return "a masked weight decay has no native kernel (the kernel decays every array)"
+    if spec.after_decay is not None:
+        return f"{spec.after_decay} after the decay has no native kernel"
     if _core._RECORDER.get() is not None:
         return "the simulator is recording the core's internals"
     if jax.default_backend() != "cpu":
@@ -195,8 +204,8 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tu
     count = optax.safe_increment(core_state.count)
     config = spec.config
     f32 = jnp.dtype(jnp.float32)
-    bc1 = _core.bias_correction(config.b1, count, f32) if config.bias_correction_mu else 1.0
-    bc2 = _core.bias_correction(config.b2, count, f32) if config.bias_correction_nu else 1.0
+    bc1 = _numerics.bias_correction(config.b1, count, f32) if config.bias_correction_mu else 1.0
+    bc2 = _numerics.bias_correction(config.b2, count, f32) if config.bias_correction_nu else 1.0
     hyper = _native.pack_hyper(
         {
             "lr": lr,

@@ -2,7 +2,7 @@
 
 ``adamjax/_csrc/adam_kernel.cc`` is compiled by the package's build (see
 ``setup.py``) against the XLA FFI headers that jaxlib ships. It runs the same
-float32 arithmetic as :func:`adamjax._core.adam_step` for the plain Adam/AdamW
+float32 arithmetic as :func:`adamjax._stages.adam_step` for the plain Adam/AdamW
 variant, reading and writing each element once. Everything here degrades to
 "not available" (the pure-JAX path runs instead) when the library was not
 built, cannot be loaded, or the step is not one the kernel covers.

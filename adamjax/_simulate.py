@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adamjax import _checks, _core
+from adamjax import _checks, _core, _stages
 
 _SWITCHES = ("centered", "amsgrad", "nesterov", "bias_correction")
 _NUMBERS = ("b1", "b2", "eps", "eps_root", "power")
@@ -215,12 +215,34 @@ def optimizer_settings(tx: optax.GradientTransformation, params: Any = None) -> 
         optimizer=func,
         learning_rate=constant.pop() if len(constant) == 1 and not any(callable(r) for r in rates) else None,
         **numbers_,
-        **{name: bool(getattr(config, name)) for name in _SWITCHES},
+        **_switches(config),
     )
 
 
+def _switches(config: _core.AdamConfig) -> dict[str, bool]:
+    """The switches as the config's stages show them (so a newer member reports what it runs)."""
+    names = {(stage.kind, stage.name) for stage in config.stages}
+    return {
+        "centered": ("second moment", "centered") in names,
+        "amsgrad": ("second moment", "amsgrad") in names,
+        "nesterov": ("correction", "nesterov") in names,
+        "bias_correction": ("correction", "bias correction") in names,
+    }
+
+
 def _hashable_config(config: _core.AdamConfig) -> list[Any]:
-    return [(_concrete(v) if name in _NUMBERS else v) for name, v in zip(config._fields, config, strict=True)]
+    def plain(name: str, value: Any) -> Any:
+        if name in _NUMBERS:
+            return _concrete(value)
+        if name == "member" and value is not None:
+            return (
+                value.name,
+                value.stages,
+                tuple((k, _concrete(v) if _concrete(v) is not None else id(v)) for k, v in value.hyper),
+            )
+        return value
+
+    return [plain(name, v) for name, v in zip(config._fields, config, strict=True)]
 
 
 class Trace(NamedTuple):
@@ -313,10 +335,10 @@ def _one_step(
             "update more than once); the simulator records exactly one. Simulate each optimizer separately."
         )
     step = recorded[0]
-    if not isinstance(step, _core.AdamStep):
+    if not isinstance(step, _stages.AdamStep):
         raise ValueError(
             "`simulate(tx, ...)`: the Adam core saw a tree of gradients, not the single array the simulator "
-            f"fed it (got {jax.tree.structure(step, is_leaf=lambda x: isinstance(x, _core.AdamStep))}); "
+            f"fed it (got {jax.tree.structure(step, is_leaf=lambda x: isinstance(x, _stages.AdamStep))}); "
             "wrappers that restructure the gradients, such as `optax.flatten`, are not supported."
         )
     params = optax.apply_updates(params, updates)

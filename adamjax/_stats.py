@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core, _simulate
+from adamjax import _checks, _core, _numerics, _simulate
 
 _QUANTILES = (0.1, 0.5, 0.9)
 
@@ -72,8 +72,11 @@ def _is_adam_state(node: Any) -> bool:
 
 def _adam_states(state: Any) -> list[_Moments]:
     found = []
-    for node in jax.tree.leaves(state, is_leaf=_is_adam_state):
-        if _is_adam_state(node):
+    for node in jax.tree.leaves(state, is_leaf=lambda x: _is_adam_state(x) or _core.is_core_state(x)):
+        moments = _core.state_moments(node)
+        if moments is not None:  # a core state, read through its layout (AdEMAMix keeps ``m1``)
+            found.append(_Moments(moments["count"], moments["mu"], moments["nu"], moments.get("nu_max")))
+        elif _is_adam_state(node):
             get = node.get if isinstance(node, Mapping) else functools.partial(getattr, node)
             found.append(_Moments(get("count"), get("mu"), get("nu"), get("nu_max", None)))
     return found
@@ -245,7 +248,7 @@ def _summaries(
 ) -> AdamStats:
     """The arithmetic of :func:`adam_stats`, compiled once per tree structure (also when called eagerly)."""
     moment_leaves = [leaf for s in adam_states for leaf in jax.tree.leaves((s.mu, s.nu, s.nu_max))]
-    dtype = _core.compute_dtype(*(leaf.dtype for leaf in update_leaves + moment_leaves))
+    dtype = _numerics.compute_dtype(*(leaf.dtype for leaf in update_leaves + moment_leaves))
     static_inf = static_power is not None and math.isinf(static_power)
 
     snr_parts, mu_gaps, nu_gaps = [], [], []
@@ -258,7 +261,15 @@ def _summaries(
         mu_gaps.append(1 / bc1 - 1)
         nu_gaps.append(jnp.zeros([], dtype) if static_inf else 1 / bc2 - 1)
         mu = _flat(jax.tree.leaves(adam_state.mu), dtype)
-        nu = _flat(jax.tree.leaves(adam_state.nu if adam_state.nu_max is None else adam_state.nu_max), dtype)
+        second = adam_state.nu if adam_state.nu_max is None else adam_state.nu_max
+        # A block second moment (Adam-mini) stands for every entry of its block.
+        nu = _flat(
+            [
+                jnp.broadcast_to(v, jnp.shape(m))
+                for m, v in zip(jax.tree.leaves(adam_state.mu), jax.tree.leaves(second), strict=False)
+            ],
+            dtype,
+        )
         mu_hat = mu / jnp.where(started, bc1, 1)
         nu_hat = nu if static_inf else nu / jnp.where(started, bc2, 1)
         if static_inf:

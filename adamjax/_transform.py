@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core
+from adamjax import _checks, _core, _numerics
 from adamjax._types import ArrayLike, DTypeLike, ScalarOrSchedule
 
 
@@ -126,7 +126,7 @@ def scale_by_adam(
 
 def _scale(updates: optax.Updates, factor: Any) -> optax.Updates:
     """``factor * u`` for each update, rounded once back to the update's dtype."""
-    return jax.tree.map(lambda u: _core.scale_leaf(factor, u), updates)
+    return jax.tree.map(lambda u: _numerics.scale_leaf(factor, u), updates)
 
 
 def scale_by_amsgrad(

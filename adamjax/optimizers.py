@@ -15,22 +15,32 @@ signature and numerics: ``init(params) -> state``, ``update(i, grads, state)
   called eagerly);
 * hyperparameters are checked when the optimizer is built, with messages that
   name the argument and the allowed range;
-* :func:`adam` and :func:`adamax` run adamjax's one Adam core;
+* :func:`adam` and :func:`adamax` run adamjax's one Adam core; the newer
+  members (:func:`radam`, :func:`nadam`, :func:`adopt`, :func:`ademamix`,
+  :func:`lamb`, :func:`stable_adamw`, :func:`adam_mini`) are their
+  transformations stepped through :func:`from_transformation`;
 * :func:`from_transformation` gives the triple of any optax transformation, and
   :data:`OptimizerResult` annotates a maker decorated with :func:`optimizer`.
 """
 
 from adamjax._classic import adagrad as adagrad
 from adamjax._classic import adam as adam
+from adamjax._classic import adam_mini as adam_mini
 from adamjax._classic import adamax as adamax
+from adamjax._classic import ademamix as ademamix
+from adamjax._classic import adopt as adopt
 from adamjax._classic import clip_grads as clip_grads
 from adamjax._classic import l2_norm as l2_norm
+from adamjax._classic import lamb as lamb
 from adamjax._classic import momentum as momentum
+from adamjax._classic import nadam as nadam
 from adamjax._classic import nesterov as nesterov
+from adamjax._classic import radam as radam
 from adamjax._classic import rmsprop as rmsprop
 from adamjax._classic import rmsprop_momentum as rmsprop_momentum
 from adamjax._classic import sgd as sgd
 from adamjax._classic import sm3 as sm3
+from adamjax._classic import stable_adamw as stable_adamw
 from adamjax._schedules import Schedule as Schedule
 from adamjax._schedules import constant as constant
 from adamjax._schedules import exponential_decay as exponential_decay
@@ -73,23 +83,30 @@ __all__ = [
     "Updates",
     "adagrad",
     "adam",
+    "adam_mini",
     "adamax",
+    "ademamix",
+    "adopt",
     "clip_grads",
     "constant",
     "exponential_decay",
     "from_transformation",
     "inverse_time_decay",
     "l2_norm",
+    "lamb",
     "make_schedule",
     "momentum",
+    "nadam",
     "nesterov",
     "optimizer",
     "pack_optimizer_state",
     "piecewise_constant",
     "polynomial_decay",
+    "radam",
     "rmsprop",
     "rmsprop_momentum",
     "sgd",
     "sm3",
+    "stable_adamw",
     "unpack_optimizer_state",
 ]

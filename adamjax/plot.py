@@ -342,7 +342,7 @@ def trace(
       >>> import adamjax
       >>> fig = adamjax.plot.trace(adamjax.simulate(adamjax.adam(1e-3), adamjax.signals.pulses()))
       >>> [ax.get_ylabel() for ax in fig.axes]
-      ['gradient and moments', 'step $\\hat m_t / (\\hat v_t^{1/p} + \\epsilon)$']
+      ['gradient and moments', 'step\n$\\hat m_t / (\\hat v_t^{1/p} + \\epsilon)$']
     """
     step = _check_step(step)
     power = _power(trace, power)

@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 STILL_WARNING = {
     "adamjax/_aliases.py",
     "adamjax/_classic.py",
-    "adamjax/_core.py",
     "adamjax/_transform.py",
     "adamjax/plot.py",
     "adamjax/signals.py",

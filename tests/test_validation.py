@@ -22,8 +22,29 @@ import adamjax
 
 CONSTRUCTORS = {
     name: getattr(adamjax, name)
-    for name in ("scale_by_adam", "adam", "adamw", "amsgrad", "adamax", "nadam", "adabelief", "scale_by_learning_rate")
+    for name in (
+        "scale_by_adam",
+        "adam",
+        "adamw",
+        "amsgrad",
+        "adamax",
+        "nadam",
+        "adabelief",
+        "scale_by_learning_rate",
+        "radam",
+        "scale_by_radam",
+        "adopt",
+        "scale_by_adopt",
+        "ademamix",
+        "scale_by_ademamix",
+        "lamb",
+        "stable_adamw",
+        "adam_mini",
+    )
 }
+# Checked in tests/test_family.py (not numbers or flags): RAdam's eps placement, ADOPT's
+# clipping function, Adam-mini's block function.
+NOT_NUMERIC = {"eps_placement", "clip_value_fn", "block_axes"}
 
 
 def arguments(func_name):
@@ -131,9 +152,36 @@ KINDS = {
         ],
     ),
     "flag": (
-        ("amsgrad", "nesterov", "centered", "bias_correction", "bias_correction_mu", "bias_correction_nu"),
+        (
+            "amsgrad",
+            "nesterov",
+            "centered",
+            "bias_correction",
+            "bias_correction_mu",
+            "bias_correction_nu",
+            "cautious",
+            "use_clipping",
+        ),
         [(1, TypeError, flag), (0, TypeError, flag), ("yes", TypeError, flag), (None, TypeError, flag)],
     ),
+    "threshold": (("threshold",), [(NAN, ValueError, in_range("(-inf, inf)")), ("5", TypeError, real_number)]),
+    "momentum_decay": (
+        ("momentum_decay",),
+        [
+            (-1e-3, ValueError, in_range("[0, inf)")),
+            (NAN, ValueError, in_range("[0, inf)")),
+            ("4e-3", TypeError, real_number),
+        ],
+    ),
+    "slow_decay": (
+        ("b3",),
+        [
+            (1.0, ValueError, in_range("[0, 1)")),
+            (-0.1, ValueError, in_range("[0, 1)")),
+            ("0.9", TypeError, real_number),
+        ],
+    ),
+    "mixing": (("alpha",), [(-1.0, ValueError, in_range("[0, inf)")), (INF, ValueError, in_range("[0, inf)"))]),
     "dtype": (
         ("mu_dtype", "nu_dtype"),
         [
@@ -164,7 +212,7 @@ def test_every_constructor_validates_its_numeric_arguments():
     # Guards the table: each constructor has the arguments it is checked on.
     covered = {name for names, _ in KINDS.values() for name in names}
     for func_name in CONSTRUCTORS:
-        unchecked = set(arguments(func_name)) - covered - {"mask", "func"}
+        unchecked = set(arguments(func_name)) - covered - {"mask", "func"} - NOT_NUMERIC
         assert not unchecked, (func_name, unchecked)
 
 

@@ -1,0 +1,84 @@
+r"""StableAdamW (Wortsman et al. 2023): AdamW with per-array update clipping.
+
+Adafactor's update clipping inside AdamW: each array's Adam direction is
+divided by :math:`\max(1, \mathrm{RMS}_t)`, the root mean square of
+:math:`g_t^2 / \max(\hat v_t, \epsilon^2)` over the array
+(:func:`adamjax._stages.clip_update`). The decoupled decay is not clipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optax
+
+from adamjax import _stages
+from adamjax._aliases import _build
+from adamjax._types import ArrayLike, DTypeLike, ScalarOrSchedule
+
+
+def stable_adamw(
+    learning_rate: ScalarOrSchedule,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: DTypeLike | None = None,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Any | Callable[[optax.Params], Any] | None = None,
+    *,
+    nu_dtype: DTypeLike | None = None,
+    cautious: bool = False,
+) -> optax.GradientTransformationExtraArgs:
+    r"""StableAdamW: :func:`adamjax.adamw` with update clipping (same signature and state as ``optax.adamw``).
+
+    .. math::
+
+      \mathrm{RMS}_t = \sqrt{\operatorname{mean}\Big(\frac{g_t^2}{\max(\hat v_t, \epsilon^2)}\Big)}, \qquad
+      \theta_t = \theta_{t-1} - \eta_t \Big(\frac{u_t}{\max(1, \mathrm{RMS}_t)} + \lambda_t \theta_{t-1}\Big)
+
+    with :math:`u_t` Adam's direction; the mean runs over each parameter array.
+
+    Args:
+      learning_rate: :math:`\eta`, a number or an optax schedule.
+      b1: decay of the first moment.
+      b2: decay of the second moment.
+      eps: added to the denominator; :math:`\epsilon^2` floors :math:`\hat v_t` in the RMS.
+      eps_root: added inside the root.
+      mu_dtype: dtype of the first moment.
+      weight_decay: decoupled decay :math:`\lambda`.
+      mask: which parameters decay.
+      nu_dtype: dtype of the second moment (adamjax only).
+      cautious: cautious masking (Liang et al. 2024), before the clipping.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
+
+    Examples:
+      >>> import jax.numpy as jnp, adamjax
+      >>> tx = adamjax.stable_adamw(0.1, weight_decay=0.0)
+      >>> params = jnp.zeros(2)
+      >>> state = tx.init(params)
+      >>> _, state = tx.update(jnp.array([1e-3, 1e-3]), state, params)
+      >>> updates, _ = tx.update(jnp.array([1.0, 1.0]), state, params)  # a jump: clipped
+      >>> bool(abs(float(updates[0])) < 0.1)
+      True
+
+    References:
+      Wortsman et al., "Stable and low-precision training for large-scale vision-language models", 2023.
+    """
+    return _build(
+        "stable_adamw",
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        decoupled_decay=weight_decay,
+        mask=mask,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+        cautious=cautious,
+        post=(_stages.clip_update,),
+    )
