@@ -41,7 +41,7 @@ def _axes(block_axes: Callable, param: Any) -> tuple[int, ...]:
     ndim = jnp.ndim(param)
     if isinstance(axes, int):
         axes = (axes,)
-    if not isinstance(axes, (tuple, list)) or not all(isinstance(a, int) and -ndim <= a < max(ndim, 1) for a in axes):
+    if not isinstance(axes, tuple | list) or not all(isinstance(a, int) and -ndim <= a < max(ndim, 1) for a in axes):
         raise ValueError(
             f"`adam_mini(block_axes=...)` must return a tuple of axes of the parameter (shape {jnp.shape(param)}); "
             f"got {axes!r}."
@@ -130,17 +130,4 @@ def adam_mini(
     """
     if not callable(block_axes):
         raise TypeError(f"`adam_mini(block_axes=...)` must be callable (param -> axes); got {block_axes!r}.")
-    return _build(
-        "adam_mini",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        decoupled_decay=weight_decay,
-        mask=mask,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-        member=_member(block_axes),
-        cautious=cautious,
-    )
+    return _build("adam_mini", locals(), decoupled=True, consumed=("block_axes",), member=_member(block_axes))

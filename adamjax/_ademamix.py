@@ -167,15 +167,9 @@ def ademamix(
     """
     return _build(
         "ademamix",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        decoupled_decay=weight_decay,
-        mask=mask,
-        mu_dtype=mu_dtype,
+        locals(),
+        decoupled=True,
+        consumed=("b3", "alpha"),
         nu_dtype=mu_dtype,
         member=_member(b3, alpha),
-        cautious=cautious,
     )

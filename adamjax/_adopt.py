@@ -202,13 +202,8 @@ def adopt(
     _check("adopt", nesterov, use_clipping, clip_value_fn)
     return _build(
         "adopt",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        0.0,
-        weight_decay=weight_decay,
-        mu_dtype=mu_dtype,
+        locals(),
+        consumed=("nesterov", "use_clipping", "clip_value_fn"),
+        eps_root=0.0,
         member=_member(nesterov, use_clipping, clip_value_fn),
-        cautious=cautious,
     )

@@ -37,7 +37,7 @@ def _decoupled_decay(func: str, weight_decay: Any, mask: Any = None) -> optax.Gr
     """
     _checks.check_schedule_or_nonnegative(func, "weight_decay", weight_decay)
     schedule = callable(weight_decay) and not _checks.is_traced(weight_decay)
-    literal_zero = not schedule and isinstance(weight_decay, (int, float)) and float(weight_decay) == 0.0
+    literal_zero = not schedule and isinstance(weight_decay, int | float) and float(weight_decay) == 0.0
     weight_decay = _checks.checked_schedule(func, "weight_decay", weight_decay)
     init_fn = optax.add_decayed_weights(weight_decay).init
 
@@ -92,24 +92,33 @@ _NO_DECAY = object()  # the alias has no decoupled decay (``None`` is refused as
 
 def _build(
     func: str,
-    learning_rate: Any,
-    b1: Any,
-    b2: Any,
-    eps: Any,
-    eps_root: Any,
+    args: dict[str, Any],
     *,
-    decoupled_decay: Any = _NO_DECAY,
-    mask: Any = None,
+    decoupled: bool = False,
+    consumed: tuple[str, ...] = (),
     after_decay: tuple[optax.GradientTransformation, ...] = (),
-    **switches: Any,
+    **fixed: Any,
 ) -> optax.GradientTransformation:
     """Validates everything for ``func`` and chains the core, the decoupled decay and the learning rate.
+
+    ``args`` is the alias's own arguments by name (its ``locals()`` before it
+    assigns anything), so each signature is written once, in the alias; the
+    ones named in ``consumed`` (a member's own settings) are left out, and
+    ``fixed`` sets or overrides what the alias decides itself (``power``,
+    ``member``, ...). With ``decoupled``, ``weight_decay`` and ``mask`` are the
+    decoupled decay of the ``...w`` aliases; otherwise ``weight_decay`` is
+    PyTorch's coupled L2 term, inside the core.
 
     The chain is optax's for the same optimizer (``scale_by_adam``-like core,
     ``add_decayed_weights`` for the ``...w`` aliases, ``scale_by_learning_rate``),
     so its state tree is optax's; PyTorch's coupled L2 term lives inside the
     core and adds no state.
     """
+    switches = {name: value for name, value in args.items() if name not in consumed} | fixed
+    learning_rate = switches.pop("learning_rate")
+    b1, b2, eps, eps_root = (switches.pop(name) for name in ("b1", "b2", "eps", "eps_root"))
+    decoupled_decay = switches.pop("weight_decay") if decoupled else _NO_DECAY
+    mask = switches.pop("mask") if decoupled else None
     _checks.check_learning_rate(func, "learning_rate", learning_rate)
     config = _core.make_config(func, b1, b2, eps, eps_root, **switches)
     parts = [_core.transformation(config, func)]
@@ -205,23 +214,7 @@ def adam(
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015.
       PyTorch ``torch.optim.Adam``; optax ``optax.adam``.
     """
-    return _build(
-        "adam",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        weight_decay=weight_decay,
-        amsgrad=amsgrad,
-        nesterov=nesterov,
-        centered=centered,
-        power=power,
-        bias_correction=bias_correction,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-        cautious=cautious,
-    )
+    return _build("adam", locals())
 
 
 def adamw(
@@ -281,21 +274,7 @@ def adamw(
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019.
     """
-    return _build(
-        "adamw",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        decoupled_decay=weight_decay,
-        mask=mask,
-        amsgrad=amsgrad,
-        nesterov=nesterov,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-        cautious=cautious,
-    )
+    return _build("adamw", locals(), decoupled=True)
 
 
 def nadam(
@@ -354,16 +333,8 @@ def nadam(
     """
     return _build(
         "nadam",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        weight_decay=weight_decay,
-        nesterov=nesterov,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-        cautious=cautious,
+        locals(),
+        consumed=("momentum_decay",),
         member=None if momentum_decay is None else _nadam.member(momentum_decay),
     )
 
@@ -415,20 +386,7 @@ def nadamw(
       Dozat, "Incorporating Nesterov Momentum into Adam", 2016;
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019.
     """
-    return _build(
-        "nadamw",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        decoupled_decay=weight_decay,
-        mask=mask,
-        nesterov=nesterov,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-        cautious=cautious,
-    )
+    return _build("nadamw", locals(), decoupled=True)
 
 
 def amsgrad(
@@ -490,21 +448,7 @@ def amsgrad(
     """
     _checks.check_flag("amsgrad", "bias_correction_mu", bias_correction_mu)
     _checks.check_flag("amsgrad", "bias_correction_nu", bias_correction_nu)
-    return _build(
-        "amsgrad",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        weight_decay=weight_decay,
-        amsgrad=True,
-        bias_correction_mu=bias_correction_mu,
-        bias_correction_nu=bias_correction_nu,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-        cautious=cautious,
-    )
+    return _build("amsgrad", locals(), amsgrad=True)
 
 
 def adamax(
@@ -555,19 +499,7 @@ def adamax(
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015, section 7.1.
     """
     _checks.check_nonnegative("adamax", "eps", eps)
-    return _build(
-        "adamax",
-        learning_rate,
-        b1,
-        b2,
-        0.0,
-        eps,
-        weight_decay=weight_decay,
-        power=math.inf,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-        cautious=cautious,
-    )
+    return _build("adamax", locals(), eps=0.0, eps_root=eps, power=math.inf)
 
 
 def adamaxw(
@@ -612,20 +544,7 @@ def adamaxw(
       Kingma & Ba, 2015, section 7.1; Loshchilov & Hutter, 2019.
     """
     _checks.check_nonnegative("adamaxw", "eps", eps)
-    return _build(
-        "adamaxw",
-        learning_rate,
-        b1,
-        b2,
-        0.0,
-        eps,
-        decoupled_decay=weight_decay,
-        mask=mask,
-        power=math.inf,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-        cautious=cautious,
-    )
+    return _build("adamaxw", locals(), decoupled=True, eps=0.0, eps_root=eps, power=math.inf)
 
 
 def adabelief(
@@ -677,17 +596,4 @@ def adabelief(
       Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
       Observed Gradients", 2020.
     """
-    return _build(
-        "adabelief",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        weight_decay=weight_decay,
-        centered=True,
-        nesterov=nesterov,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-        cautious=cautious,
-    )
+    return _build("adabelief", locals(), centered=True)

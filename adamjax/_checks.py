@@ -27,11 +27,11 @@ def is_traced(value: Any) -> bool:
 
 def _as_real_scalar(func: str, name: str, value: Any) -> float:
     """Returns ``value`` as a Python float, or raises a clear error."""
-    if isinstance(value, bool) or isinstance(value, (np.bool_,)):
+    if isinstance(value, bool) or isinstance(value, np.bool_):
         raise TypeError(f"`{func}({name}=...)` must be a real number; got the boolean {value!r}.")
     if isinstance(value, numbers.Real):
         return float(value)
-    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+    if isinstance(value, jax.Array | np.ndarray | np.generic):
         dtype = np.dtype(value.dtype)
         if np.ndim(value) != 0:
             raise ValueError(f"`{func}({name}=...)` must be a scalar; got an array of shape {np.shape(value)}.")
@@ -103,9 +103,9 @@ def check_nonnegative(func: str, name: str, value: Any) -> None:
 
 def check_learning_rate(func: str, name: str, value: Any) -> None:
     """A learning rate: a finite number ``>= 0`` or a callable schedule."""
-    if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
+    if callable(value) and not isinstance(value, jax.Array | np.ndarray):
         return
-    if isinstance(value, (str, bytes)) or value is None:
+    if isinstance(value, str | bytes) or value is None:
         raise TypeError(
             f"`{func}({name}=...)` must be a number >= 0 or a callable schedule "
             f"(step count -> step size); got {type(value).__name__} {value!r}."
@@ -144,9 +144,9 @@ def canonical_float_dtype(func: str, name: str, value: Any, *, allow_complex: bo
 
 def check_schedule_or_nonnegative(func: str, name: str, value: Any) -> None:
     """A term such as ``weight_decay``: a number ``>= 0``, a JAX scalar or a callable schedule (not None)."""
-    if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
+    if callable(value) and not isinstance(value, jax.Array | np.ndarray):
         return
-    if isinstance(value, (str, bytes)) or value is None:
+    if isinstance(value, str | bytes) or value is None:
         raise TypeError(
             f"`{func}({name}=...)` must be a number >= 0 or a callable schedule (step count -> value); "
             f"got {type(value).__name__} {value!r}."
@@ -226,9 +226,9 @@ def check_schedule_value(func: str, name: str, value: Any) -> None:
       ValueError: the value is an array of a shape other than ``()``.
     """
     what = f"`{func}({name}=...)` is a schedule, and a schedule must return a real scalar"
-    if value is None or isinstance(value, (bool, np.bool_)):
+    if value is None or isinstance(value, bool | np.bool_):
         raise TypeError(f"{what}; it returned {type(value).__name__} {value!r}.")
-    if not isinstance(value, (numbers.Real, jax.Array, np.ndarray, np.generic)):
+    if not isinstance(value, numbers.Real | jax.Array | np.ndarray | np.generic):
         raise TypeError(f"{what}; it returned {type(value).__name__} {value!r}.")
     dtype = jnp.result_type(value)
     if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
@@ -251,9 +251,9 @@ def check_step_index(func: str, i: Any) -> None:
     if is_traced(i):
         return
     allowed = "must be an integer >= 0 (0 on the first update)"
-    if isinstance(i, (bool, np.bool_)) or not isinstance(i, (numbers.Integral, jax.Array, np.ndarray, np.generic)):
+    if isinstance(i, bool | np.bool_) or not isinstance(i, numbers.Integral | jax.Array | np.ndarray | np.generic):
         raise TypeError(f"{func}: the step index `i` {allowed}; got {type(i).__name__} {i!r}.")
-    if isinstance(i, (jax.Array, np.ndarray, np.generic)):
+    if isinstance(i, jax.Array | np.ndarray | np.generic):
         if np.ndim(i) != 0 or not jnp.issubdtype(i.dtype, jnp.integer):
             raise TypeError(f"{func}: the step index `i` {allowed}; got an array of dtype {i.dtype}, shape {i.shape}.")
         if isinstance(i, jax.Array):
@@ -268,7 +268,7 @@ def checked_schedule(func: str, name: str, value: Any) -> Any:
     Each call checks its result with :func:`check_schedule_value` (under ``jit``
     only while tracing, so it costs nothing per step).
     """
-    if not callable(value) or is_traced(value) or isinstance(value, (jax.Array, np.ndarray)):
+    if not callable(value) or is_traced(value) or isinstance(value, jax.Array | np.ndarray):
         return value
 
     def schedule(count: Any) -> Any:
@@ -284,8 +284,8 @@ def check_mask(func: str, mask: Any) -> None:
     if mask is None or callable(mask):
         return
     for path, leaf in jax.tree_util.tree_leaves_with_path(mask):
-        if not isinstance(leaf, (bool, np.bool_)) and not (
-            isinstance(leaf, (jax.Array, np.ndarray)) and leaf.shape == () and leaf.dtype == np.bool_
+        if not isinstance(leaf, bool | np.bool_) and not (
+            isinstance(leaf, jax.Array | np.ndarray) and leaf.shape == () and leaf.dtype == np.bool_
         ):
             raise TypeError(
                 f"`{func}(mask=...)` must be None, a pytree of booleans shaped like the parameters, or a "

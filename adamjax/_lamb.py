@@ -63,15 +63,4 @@ def lamb(
     References:
       You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", 2020.
     """
-    return _build(
-        "lamb",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        decoupled_decay=weight_decay,
-        mask=mask,
-        after_decay=(optax.scale_by_trust_ratio(),),
-        cautious=cautious,
-    )
+    return _build("lamb", locals(), decoupled=True, after_decay=(optax.scale_by_trust_ratio(),))

@@ -67,7 +67,7 @@ def bias_correction(decay: Any, count: jax.Array, dtype: jnp.dtype) -> jax.Array
     0. In float64 (and for array decays) it is the plain formula, bit for bit
     what PyTorch, NumPy and the seeds compute.
     """
-    if isinstance(decay, (int, float)) and jnp.dtype(dtype).itemsize < 8:
+    if isinstance(decay, int | float) and jnp.dtype(dtype).itemsize < 8:
         return -jnp.expm1(count.astype(dtype) * jnp.log1p(jnp.asarray(decay - 1, dtype)))
     return 1 - jnp.asarray(decay, dtype) ** count.astype(dtype)
 
@@ -80,7 +80,7 @@ def hyper(value: Any, dtype: jnp.dtype) -> Any:
     scalars, which ``inject_hyperparams`` stores in the parameters' dtype, are
     cast to the compute dtype so they never demote or widen the arithmetic.
     """
-    if isinstance(value, (int, float)):
+    if isinstance(value, int | float):
         return value
     return jnp.asarray(value, dtype)
 
@@ -91,7 +91,7 @@ def as_factor(factor: Any, dtype: jnp.dtype) -> Any:
     Python numbers stay weakly typed, so strict dtype promotion never sees a
     real array meet a complex one; for real ``dtype`` nothing changes.
     """
-    if isinstance(factor, (int, float)) or not jnp.issubdtype(dtype, jnp.complexfloating):
+    if isinstance(factor, int | float) or not jnp.issubdtype(dtype, jnp.complexfloating):
         return factor
     return jnp.asarray(factor).astype(dtype)
 
@@ -104,7 +104,7 @@ def positive_in(eps: Any, dtype: jnp.dtype) -> bool:
     number, or a traced ``eps``. Dropping it where it cannot fire keeps the
     compiled step (and its compile time) small.
     """
-    return isinstance(eps, (int, float)) and not isinstance(eps, bool) and float(np.asarray(eps, dtype)) > 0.0
+    return isinstance(eps, int | float) and not isinstance(eps, bool) and float(np.asarray(eps, dtype)) > 0.0
 
 
 def memo(cache: dict | None, key: tuple, compute: Any) -> Any:
@@ -123,7 +123,7 @@ def scale_leaf(factor: Any, x: jax.Array) -> jax.Array:
     promotes a bfloat16 array nor is rounded to bfloat16 before multiplying.
     """
     x = jnp.asarray(x)
-    if isinstance(factor, (int, float)):
+    if isinstance(factor, int | float):
         return factor * x
     dtype = compute_dtype(x.dtype, jnp.result_type(factor))
     return (jnp.asarray(factor, dtype) * x.astype(dtype)).astype(x.dtype)

@@ -173,7 +173,7 @@ def _checked_block_size(func: str, bits: int, block_size: Any) -> int:
 
 
 def _check_signed(func: str, signed: Any) -> None:
-    if not isinstance(signed, (bool, np.bool_)):
+    if not isinstance(signed, bool | np.bool_):
         raise TypeError(f"`{func}(signed=...)` must be a bool; got {type(signed).__name__} {signed!r}.")
 
 

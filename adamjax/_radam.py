@@ -182,12 +182,7 @@ def radam(
     _check_placement("radam", eps_placement)
     return _build(
         "radam",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        weight_decay=weight_decay,
+        locals(),
+        consumed=("threshold", "nesterov", "eps_placement"),
         member=_member(threshold, nesterov, eps_placement),
-        cautious=cautious,
     )

@@ -193,7 +193,7 @@ def as_schedule(func: str, name: str, scalar_or_schedule: Any, *, nonnegative: b
       TypeError: it is neither a real scalar nor a callable.
       ValueError: with ``nonnegative``, a negative, NaN or infinite number.
     """
-    if callable(scalar_or_schedule) and not isinstance(scalar_or_schedule, (jax.Array, np.ndarray)):
+    if callable(scalar_or_schedule) and not isinstance(scalar_or_schedule, jax.Array | np.ndarray):
         return cast(Schedule, scalar_or_schedule)
     shape = getattr(scalar_or_schedule, "shape", ())
     if shape != ():

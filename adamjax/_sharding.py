@@ -44,7 +44,7 @@ def _leaf_sharding(path: Any, leaf: Any) -> jax.sharding.Sharding:
             f"`{_FUNC}(params=...)`: the leaf at {where} has no sharding. Pass arrays placed with "
             "`jax.device_put(x, NamedSharding(mesh, spec))`, or `jax.ShapeDtypeStruct(shape, dtype, sharding=...)`."
         )
-    if not isinstance(sharding, (NamedSharding, SingleDeviceSharding)):
+    if not isinstance(sharding, NamedSharding | SingleDeviceSharding):
         where = jax.tree_util.keystr(path) or "the root"
         raise TypeError(
             f"`{_FUNC}(params=...)`: the leaf at {where} has a {type(sharding).__name__}; only NamedSharding "

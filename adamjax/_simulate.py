@@ -146,7 +146,7 @@ def _walk(root: Any, limit: int = 2000) -> tuple[list[tuple[_core.AdamConfig, st
         seen.add(id(obj))
         if isinstance(obj, _core.AdamConfig):
             continue
-        if isinstance(obj, (tuple, list)):
+        if isinstance(obj, tuple | list):
             todo.extend(obj)
         elif isinstance(obj, functools.partial):
             todo.extend([obj.func, *obj.args, *obj.keywords.values()])
@@ -163,7 +163,7 @@ def _walk(root: Any, limit: int = 2000) -> tuple[list[tuple[_core.AdamConfig, st
                 rates.append(cells["learning_rate"])
             if "inner_factory" in cells and isinstance(cells.get("other_hps"), dict):
                 injected.append((cells["inner_factory"], cells["other_hps"]))
-            todo.extend(value for value in cells.values() if callable(value) or isinstance(value, (tuple, list)))
+            todo.extend(value for value in cells.values() if callable(value) or isinstance(value, tuple | list))
     return configs, rates, injected
 
 
@@ -293,7 +293,7 @@ def _real_input(name: str, value: Any) -> Any:
     """``value`` as an array of real numbers (integers or floats), or a clear error."""
     allowed = f"`simulate({name}=...)` must be an array of real numbers (integers or floats)"
     array = value
-    if not isinstance(value, (jax.Array, np.ndarray)):
+    if not isinstance(value, jax.Array | np.ndarray):
         try:
             array = np.asarray(value)
         except (TypeError, ValueError):  # a sequence of tracers, from `grad_fn`
@@ -311,7 +311,7 @@ def _simulation_dtype(value: Any, dtype: Any) -> jnp.dtype:
     """The dtype a simulation runs in: ``dtype``, else the array's float dtype, else float32."""
     if dtype is not None:
         return _checks.canonical_float_dtype("simulate", "dtype", dtype)
-    if isinstance(value, (jax.Array, np.ndarray)) and jnp.issubdtype(value.dtype, jnp.floating):
+    if isinstance(value, jax.Array | np.ndarray) and jnp.issubdtype(value.dtype, jnp.floating):
         return jax.dtypes.canonicalize_dtype(value.dtype)
     return jnp.dtype(jnp.float32)
 
@@ -503,7 +503,7 @@ def simulate(
             f"`simulate(tx, ...)`: `tx` must be an optax.GradientTransformation such as `adamjax.adam(1e-3)`; "
             f"got {type(tx).__name__}."
         )
-    if isinstance(unroll, bool) or not isinstance(unroll, (int, np.integer)):
+    if isinstance(unroll, bool) or not isinstance(unroll, int | np.integer):
         raise TypeError(f"`simulate(unroll=...)` must be a positive integer; got {type(unroll).__name__} {unroll!r}.")
     if unroll < 1:
         raise ValueError(f"`simulate(unroll=...)` must be a positive integer; got {unroll!r}.")
@@ -541,7 +541,7 @@ def simulate(
         raise TypeError(f"`simulate(grad_fn=...)` must be callable (params -> gradient); got {grad_fn!r}.")
     if params is None:
         raise ValueError("`simulate(grad_fn=..., params=...)`: closed loop needs the initial parameters.")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise ValueError(f"`simulate(grad_fn=..., steps=...)` must be a positive integer; got {steps!r}.")
     sim_dtype = _simulation_dtype(params, dtype)
     start = jnp.asarray(_real_input("params", params)).astype(sim_dtype)

@@ -68,17 +68,4 @@ def stable_adamw(
     References:
       Wortsman et al., "Stable and low-precision training for large-scale vision-language models", 2023.
     """
-    return _build(
-        "stable_adamw",
-        learning_rate,
-        b1,
-        b2,
-        eps,
-        eps_root,
-        decoupled_decay=weight_decay,
-        mask=mask,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-        cautious=cautious,
-        post=(_stages.clip_update,),
-    )
+    return _build("stable_adamw", locals(), decoupled=True, post=(_stages.clip_update,))

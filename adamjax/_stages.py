@@ -515,7 +515,7 @@ def check_rule(rule: str) -> Callable[[str, str, Any], None]:
 
 def _check_schedule_or(check: Callable) -> Callable:
     def checked(func: str, name: str, value: Any) -> None:
-        if callable(value) and not isinstance(value, (jax.Array,)) and not _checks.is_traced(value):
+        if callable(value) and not isinstance(value, jax.Array) and not _checks.is_traced(value):
             return
         check(func, name, value)
 

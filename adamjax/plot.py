@@ -171,7 +171,7 @@ def _root_label(symbol: str, power: float) -> str:
 
 
 def _check_window(window: Any, steps: int) -> int:
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 1 <= window <= steps:
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or not 1 <= window <= steps:
         raise ValueError(
             f"`adamjax.plot(window=...)` must be an integer in [1, {steps}] (the trace's length); got {window!r}."
         )
@@ -568,7 +568,7 @@ def _spans(total: int, window: int | None, spans: Sequence[Any] | None) -> list[
     for span in spans:
         start, stop, *name = span
         if not (
-            isinstance(start, (int, np.integer)) and isinstance(stop, (int, np.integer)) and 0 <= start < stop <= total
+            isinstance(start, int | np.integer) and isinstance(stop, int | np.integer) and 0 <= start < stop <= total
         ):
             raise ValueError(
                 f"`adamjax.plot.compare(spans=...)`: each span is (start, stop[, name]) with 0 <= start < stop <= "

@@ -47,7 +47,14 @@ import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from adamjax._quantize import QuantizedArray, bytes_per_element, dequantize, quantize_like, should_quantize, zeros  # noqa: E402
+from adamjax._quantize import (  # noqa: E402
+    QuantizedArray,
+    bytes_per_element,
+    dequantize,
+    quantize_like,
+    should_quantize,
+    zeros,
+)
 from adamjax._rounding import rounded_update  # noqa: E402
 
 FIGURE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "figures" / "convergence.png"

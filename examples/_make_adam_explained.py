@@ -8,11 +8,11 @@ numbers and draws the same number of figures.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+import _notebook
 import nbformat
-from _notebook import build_notebook, execute
+from _notebook import build_notebook
 
 NOTEBOOK = Path(__file__).with_name("adam_explained.ipynb")
 
@@ -261,18 +261,5 @@ def build() -> nbformat.NotebookNode:
     return build_notebook(CELLS)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument("--out", default=str(NOTEBOOK), help="the notebook to write")
-    parser.add_argument("--no-execute", action="store_true", help="write the cells without running them")
-    args = parser.parse_args(argv)
-    notebook = build() if args.no_execute else execute(build())
-    nbformat.write(notebook, args.out)
-    print(f"wrote {args.out}")
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_notebook.main(build, NOTEBOOK, __doc__.splitlines()[0]))

@@ -8,11 +8,11 @@ this script's cells and that its outputs are current (timings aside).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+import _notebook
 import nbformat
-from _notebook import build_notebook, execute
+from _notebook import build_notebook
 
 NOTEBOOK = Path(__file__).with_name("tpu_quickstart.ipynb")
 
@@ -181,19 +181,5 @@ def build() -> nbformat.NotebookNode:
     return build_notebook(CELLS, accelerator="TPU", colab={"provenance": []})
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument("--out", default=str(NOTEBOOK), help="the notebook to write")
-    parser.add_argument("--no-execute", action="store_true", help="write the cells without running them")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        parser.error(f"--out: folder {str(out.parent)!r} does not exist")
-    nbformat.write(build() if args.no_execute else execute(build()), out)
-    print(f"wrote {out}")
-
-
 if __name__ == "__main__":
-    main()
+    raise SystemExit(_notebook.main(build, NOTEBOOK, __doc__.splitlines()[0]))

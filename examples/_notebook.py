@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import nbclient
@@ -44,3 +46,19 @@ def execute(notebook: nbformat.NotebookNode, timeout: int = 600) -> nbformat.Not
         os.environ.clear()
         os.environ.update(env_backup)
     return notebook
+
+
+def main(
+    build: Callable[[], nbformat.NotebookNode], notebook: Path, description: str, argv: list[str] | None = None
+) -> int:
+    """A generator's command line: writes ``build()``'s notebook to ``--out``, executed unless ``--no-execute``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", default=str(notebook), help="the notebook to write")
+    parser.add_argument("--no-execute", action="store_true", help="write the cells without running them")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        parser.error(f"--out: folder {str(out.parent)!r} does not exist")
+    nbformat.write(build() if args.no_execute else execute(build()), out)
+    print(f"wrote {out}")
+    return 0

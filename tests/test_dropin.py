@@ -73,7 +73,7 @@ def all_node_types(tree):
 
     def visit(node):
         found.append(type(node))
-        if isinstance(node, (tuple, list)):
+        if isinstance(node, tuple | list):
             for child in node:
                 visit(child)
         elif isinstance(node, dict):

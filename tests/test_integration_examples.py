@@ -63,7 +63,11 @@ def test_quickstart_notebook_runs_on_cpu_trains_and_sweeps(monkeypatch):
     # The committed outputs are this run's, timings aside: rerun the generator if this fails.
     committed = nbformat.read(NOTEBOOK, as_version=4)
     committed_text = "".join(
-        o.get("text", "") for c in committed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
+        o.get("text", "")
+        for c in committed.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "stream"
     )
     assert _timings_masked(committed_text) == _timings_masked(text), "the committed outputs are stale"
     assert sum("image/png" in o.get("data", {}) for c in committed.cells for o in c.get("outputs", [])) == len(images)

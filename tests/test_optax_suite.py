@@ -22,7 +22,6 @@ import optax
 import pytest
 from helpers import checkout_env
 
-
 OPTAX = Path(optax.__file__).parent
 SUITES = Path(__file__).parent / "suites"
 
