@@ -357,11 +357,10 @@ def _adam_family(func: str, step_size: Any, config: _core.AdamConfig) -> Optimiz
     schedule = _step_size(func, step_size)
 
     def init(x0):
-        # float16 cannot hold the second moment (g**2 leaves its range for |g| below
-        # about 1e-2 or above 1e4), so its moments are float32; other dtypes keep
-        # jax.example_libraries' layout.
-        moment_dtype = jnp.float32 if jnp.result_type(x0) == jnp.float16 else None
-        return x0, jnp.zeros_like(x0, dtype=moment_dtype), jnp.zeros_like(x0, dtype=moment_dtype)
+        # float16 and bfloat16 moments stall or leave their range (adamjax._core.moment_dtype),
+        # so those parameters get float32 moments; other dtypes keep jax.example_libraries' layout.
+        dtype = _core.moment_dtype(x0)
+        return x0, jnp.zeros_like(x0, dtype=dtype), jnp.zeros_like(x0, dtype=dtype)
 
     def update(i, g, state):
         x, m, v = state

@@ -196,8 +196,10 @@ def test_state_dtypes_are_honoured_every_step(param_dtype, mu_dtype, nu_dtype, a
     tx = adamjax.scale_by_adam(mu_dtype=mu_dtype, nu_dtype=nu_dtype, amsgrad=amsgrad)
     grads = STREAMS["sine"][:20] + 0.5
     state = tx.init({"w": jnp.zeros(2, param_dtype)})
-    expected_mu = jnp.dtype(param_dtype if mu_dtype is None else mu_dtype)
-    expected_nu = jnp.dtype(param_dtype if nu_dtype is None else nu_dtype)
+    # Unless given, a moment takes the parameters' dtype, float32 for 16-bit parameters.
+    own = jnp.float32 if param_dtype in (jnp.float16, jnp.bfloat16) else param_dtype
+    expected_mu = jnp.dtype(own if mu_dtype is None else mu_dtype)
+    expected_nu = jnp.dtype(own if nu_dtype is None else nu_dtype)
     reference = ref.open_loop(grads, ref.Variant(amsgrad=amsgrad))
     update = jax.jit(tx.update)
     for t, g in enumerate(grads):
