@@ -98,7 +98,7 @@ def _build(
     consumed: tuple[str, ...] = (),
     after_decay: tuple[optax.GradientTransformation, ...] = (),
     **fixed: Any,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     """Validates everything for ``func`` and chains the core, the decoupled decay and the learning rate.
 
     ``args`` is the alias's own arguments by name (its ``locals()`` before it

@@ -21,7 +21,7 @@ import csv
 import itertools
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -61,7 +61,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     def _get_help_string(self, action: argparse.Action) -> str:
         if action.default is None or action.default is False:
             return action.help or ""
-        return super()._get_help_string(action)
+        return super()._get_help_string(action) or ""
 
 
 def _number_list(text: str) -> tuple[float, ...]:
@@ -260,7 +260,7 @@ def _numeric(row: Sequence[str]) -> bool:
     return True
 
 
-def _label(setting: dict[str, Any], varied: Sequence[str]) -> str:
+def _label(setting: Mapping[str, Any], varied: Sequence[str]) -> str:
     if not varied:
         return "adam"
     parts = []
@@ -315,7 +315,7 @@ def _figure(args: argparse.Namespace) -> tuple[Any, dict[str, dict[str, Any]], b
         signal = args.signal
         grads = {signal: adamjax.signals.by_name(args.signal, args.steps, seed=args.seed)}
     steps = int(next(iter(grads.values())).shape[0])
-    settings = [
+    settings: list[dict[str, Any]] = [
         dict(zip(_SWEPT, values, strict=True)) for values in itertools.product(*(getattr(args, n) for n in _SWEPT))
     ]
     varied = [name for name in _SWEPT if len(getattr(args, name)) > 1]
@@ -380,7 +380,7 @@ def _plain(text: str) -> str:
     return text.replace("``", "").replace(":func:", "").replace("`", "")
 
 
-def _one_line(message: str) -> str:
+def _one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 

@@ -309,7 +309,8 @@ def init_state(params: optax.Params, config: AdamConfig) -> Any:
             return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=moment_dtype(p, config.mu_dtype)), params)
         if nu_shape is None:  # zeros_like keeps the parameters' sharding, as optax's init does
             return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=moment_dtype(p, config.nu_dtype)), params)
-        return jax.tree.map(lambda p: jnp.zeros(nu_shape(p), moment_dtype(p, config.nu_dtype)), params)
+        shape_of = nu_shape
+        return jax.tree.map(lambda p: jnp.zeros(shape_of(p), moment_dtype(p, config.nu_dtype)), params)
 
     layout = config.layout
     made: dict[str, Any] = {}
@@ -403,7 +404,7 @@ def coupled_decay_value(config: AdamConfig, count: jax.Array) -> Any:
         return None
     if callable(decay) and not _checks.is_traced(decay):
         return decay(count)
-    if not _checks.is_traced(decay) and not isinstance(decay, jax.Array) and float(decay) == 0.0:
+    if not (_checks.is_traced(decay) or isinstance(decay, jax.Array) or callable(decay)) and float(decay) == 0.0:
         return None
     return decay
 
@@ -442,7 +443,7 @@ def update_state(
 
     # Read: the stored moments, by the step's names for them.
     stored = {moment: treedef.flatten_up_to(getattr(state, field)) for field, moment in layout.arrays}
-    count = optax.safe_increment(state.count)
+    count = jnp.asarray(optax.safe_increment(state.count))
     shared: dict = {"prev_count": state.count}
     scalars: dict = {}
     if config.member is not None and config.member.prepare is not None:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 
 class _Slot(NamedTuple):
@@ -96,7 +97,7 @@ def flatten_with(layout: Layout, tree: Any, func: str) -> tuple[jax.Array, ...]:
     pieces: list[list[Any]] = [[] for _ in layout.dtypes]
     for leaf, slot in zip(leaves, layout.slots, strict=True):
         pieces[slot.group].append(leaf)
-    if not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+    if not any(isinstance(leaf, Tracer) for leaf in leaves):
         return tuple(
             jnp.asarray(np.concatenate([np.asarray(leaf, jnp.dtype(dtype)).reshape(-1) for leaf in group]))
             if group
@@ -190,7 +191,7 @@ class FlatParams:
         ``jit``, it runs as one compiled function per layout.
         """
         buffers = self.buffers
-        if any(isinstance(b, jax.core.Tracer) for b in buffers):
+        if any(isinstance(b, Tracer) for b in buffers):
             leaves = _leaves(self.layout, buffers)
         else:
             leaves = _leaves_jitted(self.layout, buffers)

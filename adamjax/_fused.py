@@ -71,7 +71,7 @@ def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool):
         mu,
         nu,
         None,
-        None,
+        jnp.zeros([], jnp.int32),  # unread: the bias corrections are given
         config,
         bias_corrections=(h["bc1"], h["bc2"]),
         complements=(h["one_minus_b1"], h["one_minus_b2"]),
@@ -201,7 +201,7 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tu
         if why is not None:
             return f"the array at {path}: {why}"
 
-    count = optax.safe_increment(core_state.count)
+    count = jnp.asarray(optax.safe_increment(core_state.count))
     config = spec.config
     f32 = jnp.dtype(jnp.float32)
     bc1 = _numerics.bias_correction(config.b1, count, f32) if config.bias_correction_mu else 1.0

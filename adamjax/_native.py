@@ -133,7 +133,8 @@ def ffi_step(
             )
             for i in range(0, len(params), GROUP)
         ]
-        return tuple(tuple(x for part in parts for x in part[k]) for k in range(3))
+        new_params, new_mus, new_nus = (tuple(x for part in parts for x in part[k]) for k in range(3))
+        return new_params, new_mus, new_nus
     count = len(params)
     if count == 0:
         return (), (), ()

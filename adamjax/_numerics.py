@@ -30,10 +30,10 @@ def compute_dtype(*dtypes: Any) -> jnp.dtype:
     any input is complex the result is the complex dtype of that precision
     (``complex64`` or ``complex128``).
     """
-    dtypes = [jnp.dtype(d) for d in dtypes]
-    widest = max((real_dtype(d) for d in dtypes), key=lambda d: d.itemsize)
+    given = [jnp.dtype(d) for d in dtypes]
+    widest = max((real_dtype(d) for d in given), key=lambda d: d.itemsize)
     real = widest if widest.itemsize > 4 else jnp.dtype(jnp.float32)
-    if any(jnp.issubdtype(d, jnp.complexfloating) for d in dtypes):
+    if any(jnp.issubdtype(d, jnp.complexfloating) for d in given):
         return jnp.dtype(jnp.complex128 if real.itemsize > 4 else jnp.complex64)
     return real
 

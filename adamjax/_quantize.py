@@ -67,7 +67,7 @@ import functools
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -496,5 +496,6 @@ def partition_specs(q: QuantizedArray, spec: PartitionSpec, mesh: Any, *, strict
                 f"`partition_specs(spec={spec})`: the trailing axes {shape[k:]} of a {shape} moment cannot be "
                 f"split into shards of whole {q.block_size}-element blocks."
             )
-    both = PartitionSpec(*entries[:k], row_entry)
+    # The same pytree with a PartitionSpec in place of each array (what jax.jit's shardings take).
+    both = cast(Any, PartitionSpec(*entries[:k], row_entry))
     return QuantizedArray(both, both, shape, q.bits, q.signed, q.block_size)

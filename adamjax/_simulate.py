@@ -152,7 +152,7 @@ def _walk(root: Any, limit: int = 2000) -> tuple[list[tuple[_core.AdamConfig, st
             todo.extend([obj.func, *obj.args, *obj.keywords.values()])
         elif callable(obj) and getattr(obj, "__closure__", None):
             cells = {}
-            for name, cell in zip(obj.__code__.co_freevars, obj.__closure__, strict=True):
+            for name, cell in zip(obj.__code__.co_freevars, obj.__closure__ or (), strict=True):
                 try:
                     cells[name] = cell.cell_contents
                 except ValueError:  # a cell not filled yet
@@ -310,9 +310,9 @@ def _real_input(name: str, value: Any) -> Any:
 def _simulation_dtype(value: Any, dtype: Any) -> jnp.dtype:
     """The dtype a simulation runs in: ``dtype``, else the array's float dtype, else float32."""
     if dtype is not None:
-        return _checks.canonical_float_dtype("simulate", "dtype", dtype)
+        return jnp.dtype(_checks.canonical_float_dtype("simulate", "dtype", dtype))
     if isinstance(value, jax.Array | np.ndarray) and jnp.issubdtype(value.dtype, jnp.floating):
-        return jax.dtypes.canonicalize_dtype(value.dtype)
+        return jnp.dtype(jax.dtypes.canonicalize_dtype(value.dtype))
     return jnp.dtype(jnp.float32)
 
 
@@ -341,7 +341,8 @@ def _one_step(
             f"fed it (got {jax.tree.structure(step, is_leaf=lambda x: isinstance(x, _stages.AdamStep))}); "
             "wrappers that restructure the gradients, such as `optax.flatten`, are not supported."
         )
-    params = optax.apply_updates(params, updates)
+    params = jnp.asarray(optax.apply_updates(params, updates))
+    updates = jnp.asarray(updates)
     row = Trace(
         grad=grad,
         mu=step.mu,

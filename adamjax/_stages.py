@@ -113,7 +113,9 @@ class Stage:
         self.run(work, context)
 
 
-def stage(kind: str, name: str, *, checks: tuple[tuple[str, str], ...] = (), kernel: bool = False) -> Callable:
+def stage(
+    kind: str, name: str, *, checks: tuple[tuple[str, str], ...] = (), kernel: bool = False
+) -> Callable[[Callable[[dict, Context], None]], Stage]:
     """Decorator: turns ``run(work, context)`` into a :class:`Stage` (its docstring kept)."""
     if kind not in KINDS:
         raise ValueError(f"stage kind must be one of {KINDS}; got {kind!r}.")
@@ -201,7 +203,9 @@ def correct_mu(work: dict, c: Context) -> None:
 def nesterov(work: dict, c: Context) -> None:
     r"""optax's NAdam: :math:`\hat m_t = \beta_1 m_t / (1 - \beta_1^{t+1}) + (1 - \beta_1) g_t / (1 - \beta_1^t)`."""
     bc1_next = memo(
-        c.cache, ("b1 next", c.real), lambda: bias_correction(c.config.b1, optax.safe_increment(c.count), c.real)
+        c.cache,
+        ("b1 next", c.real),
+        lambda: bias_correction(c.config.b1, jnp.asarray(optax.safe_increment(c.count)), c.real),
     )
     work["mu_hat"] = as_factor(c.b1, c.dtype) * work["mu"] / as_factor(bc1_next, c.dtype) + as_factor(
         c.one_minus_b1, c.dtype

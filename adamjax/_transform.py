@@ -304,7 +304,7 @@ def scale_by_learning_rate(
 
     def update_fn(updates, state, params=None):
         del params
-        rate = learning_rate(state.count)
+        rate: Any = learning_rate(state.count)
         _checks.check_schedule_value(func, "learning_rate", rate)
         return _scale(updates, -rate), optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import optax
@@ -274,7 +274,7 @@ def from_transformation(tx: optax.GradientTransformation, *, flat: bool = False)
             else:
                 flat_grads = flatten_with(state.params.layout, grads, "from_transformation update")
             buffers, inner_state = apply_step(tx, flat_grads, state.inner_state, state.params.buffers)
-            return TransformationState(FlatParams(buffers, state.params.layout), inner_state)
+            return TransformationState(FlatParams(cast(tuple, buffers), state.params.layout), inner_state)
         _check_grad_tree("from_transformation update", grads, jax.tree.structure(state.params))
         params, inner_state = apply_step(tx, grads, state.inner_state, state.params)
         return TransformationState(params, inner_state)
@@ -288,7 +288,8 @@ def from_transformation(tx: optax.GradientTransformation, *, flat: bool = False)
             return state.params.unflatten()
         return state.params
 
-    return Optimizer(init, update, get_params)
+    # The triple's state is a TransformationState; the function types are jax.example_libraries' names.
+    return Optimizer(cast(InitFn, init), cast(UpdateFn, update), cast(ParamsFn, get_params))
 
 
 class JoinPoint:

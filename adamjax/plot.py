@@ -211,13 +211,11 @@ def _style(number: int, length: int, log_steps: bool = False) -> dict[str, Any]:
 def _settings_text(traces: Sequence[Trace]) -> tuple[str, list[str]]:
     """What all traces share, as text, and the names of the settings that differ."""
     settings = [getattr(t, "settings", None) for t in traces]
-    if not settings or any(s is None for s in settings):
+    present = [s for s in settings if s is not None]
+    if not settings or len(present) < len(settings):
         return "", []
-    names = [
-        name
-        for name in ("optimizer", "learning_rate", "b1", "b2", "eps", "eps_root", "power")
-        if settings[0] is not None
-    ]
+    settings = present
+    names = ["optimizer", "learning_rate", "b1", "b2", "eps", "eps_root", "power"]
     names += ["centered", "amsgrad", "nesterov", "bias_correction"]
     same = [name for name in names if len({getattr(s, name) for s in settings}) == 1]
     varied = [name for name in names if name not in same]
@@ -884,11 +882,14 @@ def _legend_names(per_signal: dict[str, dict[str, Trace]]) -> dict[str, str]:
     names = {}
     for label, run in first.items():
         parts = []
-        for name in varied:
-            value = getattr(run.settings, name)
+        settings = run.settings
+        for name in varied:  # empty unless every run has its settings (_settings_text)
+            if settings is None:
+                break
+            value = getattr(settings, name)
             if value is False or value is None or name == "optimizer" or _PLAIN.get(name, object()) == value:
                 continue
-            text = run.settings.describe((name,))
+            text = settings.describe((name,))
             if text.lower() not in label.lower():
                 parts.append(text)
         names[label] = f"{label} ({', '.join(parts)})" if parts else label
@@ -935,12 +936,12 @@ def suppression(
     from adamjax import scale_by_adam, signals
     from adamjax._simulate import simulate
 
-    grads = _simulated(
+    chosen: Mapping[str, Any] = _simulated(
         grads,
         lambda: {"swinging": signals.swinging(10_000, seed=1), "swinging_soft": signals.swinging_soft(10_000, seed=1)},
     )
     tx = scale_by_adam(eps=1e-7) if tx is None else tx
-    traces = {name: simulate(tx, g) for name, g in grads.items()}
+    traces = {name: simulate(tx, g) for name, g in chosen.items()}
     fig = _new_figure(figsize)
     axes = fig.subplots(2, len(traces), squeeze=False, sharex="col", height_ratios=(3, 2))
     for column, (name, run) in enumerate(traces.items()):
