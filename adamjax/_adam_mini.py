@@ -112,7 +112,9 @@ def adam_mini(
       mask: which parameters decay.
       block_axes: ``param -> axes`` one block spans (default :func:`rows`:
         one block per row of a matrix, one per vector); for a flax ``Dense``
-        kernel ``(in, out)``, ``lambda p: (0,)`` gives one block per output.
+        kernel ``(in, out)``, ``lambda p: (0,)`` gives one block per output;
+        ``lambda p: tuple(range(p.ndim))`` makes each array one block, and
+        ``lambda p: ()`` gives each entry its own (Adam).
       nu_dtype: dtype of the block moments.
       cautious: cautious masking (Liang et al. 2024).
 

@@ -57,7 +57,9 @@ def mixture(work: dict, c: _stages.Context) -> None:
     work["update"] = _stages.divide(work["mu_hat"] + _stages.as_factor(alpha, c.dtype) * work["m2"], work, c)
 
 
-def _member(b3: Any, alpha: Any) -> _core.Member:
+def _member(func: str, b3: Any, alpha: Any) -> _core.Member:
+    # A schedule's output is checked on every call (under jit: while tracing), as the learning rate's is.
+    b3, alpha = (_checks.checked_schedule(func, name, value) for name, value in (("b3", b3), ("alpha", alpha)))
     stages = (
         _stages.first_moment,
         slow_moment,
@@ -113,7 +115,14 @@ def scale_by_ademamix(
       Pagliardini, Ablin & Grangier, "The AdEMAMix Optimizer: Better, Faster, Older", 2024.
     """
     config = _core.make_config(
-        "scale_by_ademamix", b1, b2, eps, eps_root, mu_dtype=mu_dtype, nu_dtype=mu_dtype, member=_member(b3, alpha)
+        "scale_by_ademamix",
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype=mu_dtype,
+        nu_dtype=mu_dtype,
+        member=_member("scale_by_ademamix", b3, alpha),
     )
     return _core.transformation(config, "scale_by_ademamix")
 
@@ -171,5 +180,5 @@ def ademamix(
         decoupled=True,
         consumed=("b3", "alpha"),
         nu_dtype=mu_dtype,
-        member=_member(b3, alpha),
+        member=_member("ademamix", b3, alpha),
     )

@@ -95,6 +95,7 @@ def _build(
     args: dict[str, Any],
     *,
     decoupled: bool = False,
+    decay_in_core: bool = False,
     consumed: tuple[str, ...] = (),
     after_decay: tuple[optax.GradientTransformation, ...] = (),
     **fixed: Any,
@@ -107,7 +108,10 @@ def _build(
     ``fixed`` sets or overrides what the alias decides itself (``power``,
     ``member``, ...). With ``decoupled``, ``weight_decay`` and ``mask`` are the
     decoupled decay of the ``...w`` aliases; otherwise ``weight_decay`` is
-    PyTorch's coupled L2 term, inside the core.
+    PyTorch's coupled L2 term, inside the core. With ``decay_in_core`` too the
+    decoupled decay runs inside the core, before the ``post`` stages in
+    ``fixed`` (StableAdamW's clipping scales it), instead of as optax's
+    ``add_decayed_weights`` after the core.
 
     The chain is optax's for the same optimizer (``scale_by_adam``-like core,
     ``add_decayed_weights`` for the ``...w`` aliases, ``scale_by_learning_rate``),
@@ -120,6 +124,9 @@ def _build(
     decoupled_decay = switches.pop("weight_decay") if decoupled else _NO_DECAY
     mask = switches.pop("mask") if decoupled else None
     _checks.check_learning_rate(func, "learning_rate", learning_rate)
+    if decay_in_core:
+        switches.update(decoupled_weight_decay=decoupled_decay, decay_mask=mask)
+        decoupled_decay, mask = _NO_DECAY, None
     config = _core.make_config(func, b1, b2, eps, eps_root, **switches)
     parts = [_core.transformation(config, func)]
     if decoupled_decay is not _NO_DECAY:

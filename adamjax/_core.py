@@ -121,7 +121,11 @@ class AdamConfig(NamedTuple):
     config can be built inside ``jit`` or ``vmap``. See :func:`scale_by_adam`
     for what each field means. ``member`` (None for the classic switches)
     carries a newer member's stages; ``post`` holds post-processing stages
-    (cautious masking, update clipping) run after the direction.
+    (cautious masking, a decoupled decay, update clipping) run after the
+    direction. ``decoupled_weight_decay`` and ``decay_mask`` are that decay
+    (:func:`adamjax._stages.decoupled_decay`) when it lives inside the core so
+    that a later stage scales it; the ``...w`` aliases keep theirs in
+    optax's ``add_decayed_weights`` instead.
     """
 
     b1: Any = 0.9
@@ -139,6 +143,8 @@ class AdamConfig(NamedTuple):
     weight_decay: Any = None  # coupled L2 (PyTorch's Adam ``weight_decay``): None is off
     member: Member | None = None
     post: tuple = ()
+    decoupled_weight_decay: Any = None  # a decoupled decay inside the core (StableAdamW): None is off
+    decay_mask: Any = None  # which arrays that decay reaches (optax.masked's mask): None is all
 
     @property
     def bias_correction(self) -> bool:
@@ -205,6 +211,8 @@ def make_config(
     member: Member | None = None,
     cautious: bool = False,
     post: tuple = (),
+    decoupled_weight_decay: Any = None,
+    decay_mask: Any = None,
 ) -> AdamConfig:
     """Validates hyperparameters for the public call ``func`` and builds a config.
 
@@ -212,7 +220,12 @@ def make_config(
     corrections; ``bias_correction_mu`` / ``bias_correction_nu`` (optax's
     AMSGrad keywords), when given, switch one each. ``weight_decay`` is the
     coupled L2 term (None: off), a number ``>= 0``, a JAX scalar or a schedule.
-    ``cautious`` appends the cautious mask to ``post``. The numbers are checked
+    ``cautious`` appends the cautious mask to ``post``; a
+    ``decoupled_weight_decay`` (a number ``>= 0``, a JAX scalar or a schedule)
+    appends the decoupled decay after it, before the other ``post`` stages, and
+    ``decay_mask`` (optax's mask: booleans shaped like the parameters or a
+    prefix of them, or a callable returning them) says which arrays it
+    reaches. The numbers are checked
     by the stages that use them (:func:`adamjax._stages.validate`), so a
     member's own hyperparameters are checked the same way.
     """
@@ -238,6 +251,13 @@ def make_config(
     _checks.check_nonnegative(func, "eps_root", eps_root)
     if weight_decay is not None:
         _checks.check_schedule_or_nonnegative(func, "weight_decay", weight_decay)
+    in_core_decay: tuple = ()
+    if decoupled_weight_decay is not None:
+        _checks.check_schedule_or_nonnegative(func, "weight_decay", decoupled_weight_decay)
+        _checks.check_mask(func, decay_mask)
+        in_core_decay = (_stages.decoupled_decay,)
+    elif decay_mask is not None:
+        raise ValueError(f"`{func}(mask=...)` needs a decoupled `weight_decay`.")
     config = AdamConfig(
         b1=b1,
         b2=b2,
@@ -253,7 +273,9 @@ def make_config(
         nu_dtype=_checks.canonical_float_dtype(func, "nu_dtype", nu_dtype, allow_complex=True),
         weight_decay=_checks.checked_schedule(func, "weight_decay", weight_decay),
         member=member,
-        post=((_stages.cautious,) if cautious else ()) + tuple(post),
+        post=((_stages.cautious,) if cautious else ()) + in_core_decay + tuple(post),
+        decoupled_weight_decay=_checks.checked_schedule(func, "weight_decay", decoupled_weight_decay),
+        decay_mask=decay_mask,
     )
     _stages.validate(func, config)
     return config
@@ -409,6 +431,54 @@ def coupled_decay_value(config: AdamConfig, count: jax.Array) -> Any:
     return decay
 
 
+def decoupled_decay_value(config: AdamConfig, count: jax.Array) -> Any:
+    """The in-core decoupled decay for the step after ``count`` steps, or None when off or a literal 0.
+
+    A schedule is called with ``count``, the steps already taken, as
+    ``optax.add_decayed_weights`` calls it with its own count (the same number
+    in an alias's chain).
+    """
+    return coupled_decay_value(config._replace(weight_decay=config.decoupled_weight_decay), count)
+
+
+def decay_masks(func: str, mask: Any, tree: Any, treedef: Any) -> list[bool]:
+    """Per array of ``tree``, whether the decay reaches it: optax's mask (a prefix tree or a callable of ``tree``).
+
+    Raises:
+      TypeError: the mask does not have the structure of ``tree`` or a prefix
+        of it (both structures are shown), or a leaf is not a boolean.
+    """
+    mask_tree = mask(tree) if callable(mask) else mask
+    try:
+        full = jax.tree.map(lambda flag, sub: jax.tree.map(lambda _: flag, sub), mask_tree, tree)
+        flags = treedef.flatten_up_to(full)
+    except (ValueError, TypeError):
+        raise TypeError(
+            f"`{func}(mask=...)` must have the structure of the parameters (or a prefix of it).\n"
+            f"  mask:       {jax.tree.structure(mask_tree)}\n  parameters: {jax.tree.structure(tree)}"
+        ) from None
+    if callable(mask):
+        _checks.check_mask(func, mask_tree)
+    return [bool(flag) for flag in flags]
+
+
+def decay_params(func: str, config: AdamConfig, updates: Any, params: Any, treedef: Any) -> list[jax.Array | None]:
+    """The parameter leaves the in-core decoupled decay multiplies (None for arrays the mask leaves out)."""
+    if params is None:
+        raise ValueError(f"`{func}(weight_decay=...)` needs the parameters: call `update(grads, state, params)`.")
+    if jax.tree.structure(params) != treedef:
+        raise TypeError(
+            f"{func}: the parameter tree does not match the tree the optimizer state was initialised with.\n"
+            f"  parameters: {jax.tree.structure(params)}\n  state:      {treedef}"
+        )
+    leaves = treedef.flatten_up_to(params)
+    # optax.masked calls a callable mask with the updates it masks (here: the gradients).
+    flags = (
+        [True] * len(leaves) if config.decay_mask is None else decay_masks(func, config.decay_mask, updates, treedef)
+    )
+    return [jnp.asarray(p) if flag else None for p, flag in zip(leaves, flags, strict=True)]
+
+
 def update_state(
     updates: optax.Updates,
     state: Any,
@@ -423,7 +493,9 @@ def update_state(
     are written back in the dtypes they are stored in. With a coupled
     ``weight_decay`` the gradients first get :math:`\lambda_t \theta` added
     (:func:`add_coupled_decay`), where a schedule is called with the state's
-    count before this step.
+    count before this step. A decoupled decay inside the core
+    (``config.decoupled_weight_decay``) reaches the arrays its mask selects,
+    through :func:`adamjax._stages.decoupled_decay`.
     """
     layout = config.layout
     first = getattr(state, layout.field_of("mu"))
@@ -440,11 +512,15 @@ def update_state(
     decay = coupled_decay_value(config, state.count)
     if decay is not None:
         grads = add_coupled_decay(func, grads, params, treedef, decay)
+    in_core_decay = decoupled_decay_value(config, state.count)
+    decayed: list = [None] * len(grads)
+    if in_core_decay is not None:
+        decayed = decay_params(func, config, updates, params, treedef)
 
     # Read: the stored moments, by the step's names for them.
     stored = {moment: treedef.flatten_up_to(getattr(state, field)) for field, moment in layout.arrays}
     count = jnp.asarray(optax.safe_increment(state.count))
-    shared: dict = {"prev_count": state.count}
+    shared: dict = {"prev_count": state.count, "decoupled_decay": in_core_decay}
     scalars: dict = {}
     if config.member is not None and config.member.prepare is not None:
         prepared, scalars = config.member.prepare(state, count, config)
@@ -474,6 +550,7 @@ def update_state(
             moments=others,
             memo=memo,
             shared=shared,
+            param=decayed[index],
         )
         steps.append(step)
         update = step.update if jnp.iscomplexobj(grad) else jnp.real(step.update)
@@ -498,6 +575,8 @@ def transformation(config: AdamConfig, func: str = "scale_by_adam") -> optax.Gra
     """The optax transformation that runs ``config``'s variant of Adam."""
 
     def init_fn(params: optax.Params) -> Any:
+        if config.decay_mask is not None:  # a mask that does not fit fails here, as optax.masked's init does
+            decay_masks(func, config.decay_mask, params, jax.tree.structure(params))
         return init_state(params, config)
 
     def update_fn(updates: optax.Updates, state: Any, params: optax.Params | None = None) -> tuple[optax.Updates, Any]:

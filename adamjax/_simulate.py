@@ -240,6 +240,8 @@ def _hashable_config(config: _core.AdamConfig) -> list[Any]:
                 value.stages,
                 tuple((k, _concrete(v) if _concrete(v) is not None else id(v)) for k, v in value.hyper),
             )
+        if name in ("weight_decay", "decoupled_weight_decay", "decay_mask"):  # arrays, schedules, mask trees
+            return _concrete(value) if _concrete(value) is not None else id(value)
         return value
 
     return [plain(name, v) for name, v in zip(config._fields, config, strict=True)]

@@ -17,7 +17,8 @@ dtype. The stages, in the order a step runs them:
 5. **denominator**: :math:`\sqrt{\hat v_t + \epsilon_{root}} + \epsilon` and
    its relatives;
 6. **direction**: :math:`u_t = \hat m_t / d_t` (RAdam's rectification is one);
-7. **post-processing**: cautious masking, update clipping.
+7. **post-processing**: cautious masking, a decoupled decay that later stages
+   scale (StableAdamW's), update clipping.
 
 Every optimizer of the family is a tuple of stages: the classic ones
 (:func:`classic_stages`) follow from :class:`adamjax.AdamConfig`'s switches,
@@ -323,6 +324,29 @@ def cautious(work: dict, c: Context) -> None:
     work["update"] = update * as_factor(mask * scale, c.dtype)
 
 
+@stage("post", "clipped decoupled decay", checks=(("decoupled_weight_decay", "schedule or nonnegative"),))
+def decoupled_decay(work: dict, c: Context) -> None:
+    r"""Decoupled weight decay inside the core, so the post-processing after it scales it too.
+
+    .. math::
+
+      u_t \leftarrow u_t + \lambda_t \theta_{t-1}
+
+    with :math:`\lambda_t` the decay (a schedule is called with the count
+    before the step, as ``optax.add_decayed_weights`` does) and
+    :math:`\theta_{t-1}` the array's parameters before the step. StableAdamW
+    runs it before :func:`clip_update`, so the clipped rate
+    :math:`\eta / \max(1, \mathrm{RMS}_t)` scales the decay as well as Adam's
+    direction (Wortsman et al. 2023, Algorithm 2). An array the mask leaves
+    out, or a decay that is a literal 0, is not touched.
+    """
+    param = work.get("param")
+    if param is None:
+        return
+    rate = hyper(c.shared["decoupled_decay"], c.real)
+    work["update"] = work["update"] + as_factor(rate, c.dtype) * param.astype(c.dtype)
+
+
 @stage("post", "update clipping", checks=(("eps", "nonnegative"),))
 def clip_update(work: dict, c: Context) -> None:
     r"""StableAdamW's update clipping (Wortsman et al. 2023), per array.
@@ -401,6 +425,7 @@ def adam_step(
     complements: tuple[jax.Array, jax.Array] | None = None,
     memo: dict | None = None,
     shared: dict | None = None,
+    param: jax.Array | None = None,
 ) -> AdamStep:
     r"""One step of an Adam-family optimizer for one array: its stages, in order.
 
@@ -446,6 +471,8 @@ def adam_step(
       memo: a dictionary shared by the arrays of one update, so the bias
         corrections are computed once.
       shared: per-update values a member prepared (its schedules' values).
+      param: the array's parameters before the step, for a decoupled decay
+        inside the core (:func:`decoupled_decay`); None: no decay for this array.
 
     Returns:
       An :class:`AdamStep` in the compute dtype.
@@ -481,7 +508,7 @@ def adam_step(
         shared,
     )
     g = grad.astype(dtype)
-    work = {"grad": g, "mu_input": g, "nu_input": g, "mu": mu, "nu": nu, "nu_max": nu_max, **moments}
+    work = {"grad": g, "mu_input": g, "nu_input": g, "mu": mu, "nu": nu, "nu_max": nu_max, "param": param, **moments}
     for each in config.stages:
         each(work, context)
     denom = work.get("denom")

@@ -438,6 +438,9 @@ def _stable_adamw_step(g, theta, state, t, lr, h, name):
     with :math:`\mathrm{RMS}_t` from :func:`stable_adamw_rms` (the current
     gradient against the second moment that already includes it). The
     clipped rate scales the weight decay too, as in the paper.
+    ``weight_decay`` may be a callable of the number of steps already taken
+    (:math:`\lambda_t`, called as optax calls a schedule); ``decay_mask`` (a
+    dict name -> bool) leaves arrays out of the decay.
     """
     b1, b2, eps = h["b1"], h["b2"], h["eps"]
     mu = _ema(state["mu"], g, b1)
@@ -445,13 +448,15 @@ def _stable_adamw_step(g, theta, state, t, lr, h, name):
     mu_hat, nu_hat = mu / (1.0 - b1**t), nu / (1.0 - b2**t)
     rate = lr / max(1.0, stable_adamw_rms(g, nu_hat, eps))
     u = _caution(mu_hat / (np.sqrt(nu_hat) + eps), g, h)
-    return -rate * (u + h["weight_decay"] * theta), {"mu": mu, "nu": nu}
+    mask = h.get("decay_mask")
+    decay = _value(h["weight_decay"], t - 1) if mask is None or mask[name] else 0.0
+    return -rate * (u + decay * theta), {"mu": mu, "nu": nu}
 
 
 STABLE_ADAMW = _Member(
     lambda p: _moments(p.shape),
     _stable_adamw_step,
-    {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4},
+    {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4, "decay_mask": None},
 )
 
 

@@ -24,11 +24,13 @@ import io
 import math
 import re
 
+import family_reference as fam
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpy_reference as ref
 import optax
+import optax.contrib
 import pytest
 from helpers import CORE_STATES
 
@@ -55,8 +57,20 @@ TRANSFORMATIONS = {
     "nadam": adamjax.nadam,
     "adabelief": adamjax.adabelief,
     "scale_by_learning_rate": adamjax.scale_by_learning_rate,
+    # The newer members (nadam's momentum_decay is in the row above).
+    "scale_by_radam": adamjax.scale_by_radam,
+    "radam": adamjax.radam,
+    "scale_by_adopt": adamjax.scale_by_adopt,
+    "adopt": adamjax.adopt,
+    "scale_by_ademamix": adamjax.scale_by_ademamix,
+    "ademamix": adamjax.ademamix,
+    "lamb": adamjax.lamb,
+    "stable_adamw": adamjax.stable_adamw,
+    "adam_mini": adamjax.adam_mini,
+    "nadamw": adamjax.nadamw,
+    "adamaxw": adamjax.adamaxw,
 }
-NUMERIC = ("learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay", "power")
+NUMERIC = ("learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay", "power", "b3", "alpha", "momentum_decay")
 
 
 def transformation_cases():
@@ -82,7 +96,7 @@ def transformation_cases():
 @pytest.mark.parametrize("func_name, arg, value, error, rest", list(transformation_cases()))
 def test_transformation_hyperparameter_is_rejected_at_construction(func_name, arg, value, error, rest):
     kwargs = {arg: value}
-    if arg != "learning_rate" and func_name not in ("scale_by_adam", "scale_by_learning_rate"):
+    if arg != "learning_rate" and "learning_rate" in inspect.signature(TRANSFORMATIONS[func_name]).parameters:
         kwargs["learning_rate"] = 1e-3
     with pytest.raises(error, match=re.escape(f"`{func_name}({arg}=...)` must ") + rest):
         TRANSFORMATIONS[func_name](**kwargs)
@@ -103,11 +117,22 @@ def test_adamw_mask_of_the_wrong_type_is_rejected_at_construction(mask, rest):
         adamjax.adamw(1e-3, mask=mask)
 
 
+MASKED = ["adamw", "nadamw", "adamaxw", "ademamix", "lamb", "stable_adamw", "adam_mini"]
+
+
+@pytest.mark.parametrize("func_name", MASKED)
 @pytest.mark.parametrize("mask", [{"v": True}, {"w": True, "b": False}, lambda params: [True]])
-def test_adamw_mask_that_does_not_fit_the_parameters_shows_both_structures(mask):
-    tx = adamjax.adamw(1e-3, mask=mask)
-    with pytest.raises(TypeError, match=r"(?s)`adamw\(mask=\.\.\.\)` must have the structure.*mask: .*parameters: "):
+def test_mask_that_does_not_fit_the_parameters_shows_both_structures(func_name, mask):
+    tx = getattr(adamjax, func_name)(1e-3, mask=mask)
+    expected = rf"(?s)`{func_name}\(mask=\.\.\.\)` must have the structure.*mask: .*parameters: "
+    with pytest.raises(TypeError, match=expected):
         tx.init({"w": jnp.zeros(3, jnp.float32)})
+
+
+@pytest.mark.parametrize("func_name", MASKED)
+def test_mask_of_the_wrong_type_is_rejected_at_construction_by_every_masked_alias(func_name):
+    with pytest.raises(TypeError, match=message(f"{func_name}(mask", "be None, a pytree of booleans")):
+        getattr(adamjax, func_name)(1e-3, mask={"w": 1})
 
 
 def test_adamw_mask_that_fits_still_masks():
@@ -300,6 +325,12 @@ SCHEDULED = {
     "adam(weight_decay": lambda s: adamjax.adam(1e-3, weight_decay=s),
     "nadam(learning_rate": lambda s: adamjax.nadam(s),
     "scale_by_learning_rate(learning_rate": lambda s: adamjax.scale_by_learning_rate(s),
+    "radam(learning_rate": lambda s: adamjax.radam(s),
+    "stable_adamw(weight_decay": lambda s: adamjax.stable_adamw(1e-3, weight_decay=s),
+    "lamb(weight_decay": lambda s: adamjax.lamb(1e-3, weight_decay=s),
+    "ademamix(alpha": lambda s: adamjax.ademamix(1e-3, alpha=s),
+    "ademamix(b3": lambda s: adamjax.ademamix(1e-3, b3=s),
+    "scale_by_ademamix(b3": lambda s: adamjax.scale_by_ademamix(b3=s),
 }
 
 
@@ -340,6 +371,15 @@ OPTIMIZERS = {
     "adamax": ("adamax", lambda: adamjax.adamax(1e-3)),
     "nadam": ("nadam", lambda: adamjax.nadam(1e-3)),
     "adabelief": ("adabelief", lambda: adamjax.adabelief(1e-3)),
+    "radam": ("radam", lambda: adamjax.radam(1e-3)),
+    "radam_torch_weight_decay": ("radam", lambda: adamjax.radam(1e-3, eps_placement="torch", weight_decay=1e-2)),
+    "nadam_momentum_decay": ("nadam", lambda: adamjax.nadam(1e-3, momentum_decay=4e-3)),
+    "adopt": ("adopt", lambda: adamjax.adopt(1e-3)),
+    "ademamix": ("ademamix", lambda: adamjax.ademamix(1e-3)),
+    "lamb": ("lamb", lambda: adamjax.lamb(1e-3, weight_decay=1e-2)),
+    "stable_adamw": ("stable_adamw", lambda: adamjax.stable_adamw(1e-3)),
+    "adam_mini": ("adam_mini", lambda: adamjax.adam_mini(1e-3)),
+    "adamw_cautious": ("adamw", lambda: adamjax.adamw(1e-3, cautious=True)),
 }
 BAD_GRADIENT_DTYPES = [jnp.int32, jnp.bool_, jnp.complex64, jax.dtypes.float0]
 
@@ -375,8 +415,12 @@ def test_transformation_accepts_a_gradient_of_another_float_dtype(row):
     grads64 = {"w": jnp.asarray([0.25, -3.0, 1.5], jnp.float64)}
     grads32 = {"w": grads64["w"].astype(jnp.float32)}
     state = tx.init(params)
-    wide, wide_state = tx.update(grads64, state, params)
-    same, same_state = tx.update(grads32, state, params)
+    # LAMB's trust ratio is optax's own scale_by_trust_ratio (as in optax.lamb), which multiplies the float32
+    # parameter norm into the float64 updates: strict promotion refuses that in optax.lamb too.
+    promotion = jax.numpy_dtype_promotion("standard") if row == "lamb" else contextlib.nullcontext()
+    with promotion:
+        wide, wide_state = tx.update(grads64, state, params)
+        same, same_state = tx.update(grads32, state, params)
     assert wide["w"].dtype == jnp.dtype(jnp.float64)
     assert jax.tree.map(lambda x: x.dtype, wide_state) == jax.tree.map(lambda x: x.dtype, same_state)
     np.testing.assert_allclose(np.asarray(wide["w"]), np.asarray(same["w"], np.float64), rtol=1e-6)
@@ -389,9 +433,10 @@ def test_complex_parameters_are_accepted_with_complex_moments_as_optax(row):
     state = make().init(params)
     optax_kinds = jax.tree.map(lambda x: x.dtype, optax.scale_by_adam().init(params))
     core = next(s for s in jax.tree.leaves(state, is_leaf=is_adam_state) if is_adam_state(s))
-    assert core.mu["z"].dtype == optax_kinds.mu["z"] == jnp.complex64
+    mu = core.m1 if isinstance(core, optax.contrib.ScaleByAdemamixState) else core.mu  # optax.contrib's name
+    assert mu["z"].dtype == optax_kinds.mu["z"] == jnp.complex64
     assert core.nu["z"].dtype == optax_kinds.nu["z"] == jnp.complex64
-    assert core.mu["w"].dtype == jnp.float32
+    assert mu["w"].dtype == jnp.float32
 
 
 def test_a_leaf_that_is_not_an_array_is_named():
@@ -578,8 +623,12 @@ def test_command_line_out_of_memory_is_one_line_and_status_1(tmp_path, monkeypat
 # --- valid edge inputs: empty trees, zero-size and scalar arrays --------------------------------------------
 
 
+# The core's states: optax's own, and the newer members' (AdEMAMix's is optax.contrib's).
+FAMILY_STATES = (*CORE_STATES, optax.contrib.ScaleByAdemamixState, adamjax.NadamState)
+
+
 def is_adam_state(x):
-    return isinstance(x, CORE_STATES)
+    return isinstance(x, FAMILY_STATES)
 
 
 # name -> (optimizer, NumPy variant, learning rate (None: the direction), dtype)
@@ -785,3 +834,153 @@ def test_without_the_guard_a_non_finite_gradient_poisons_the_moments():
     for _ in range(3):
         updates, state = tx.update({"w": jnp.ones(3, jnp.float64)}, state, params)
     assert bool(jnp.isnan(updates["w"][0])) and not bool(jnp.any(jnp.isnan(updates["w"][1:])))
+
+
+# --- the newer members: zero-size and scalar leaves, apply_if_finite, where a NaN goes ----------------------
+
+# name -> (optimizer, its transcription in tests/family_reference.py and hyperparameters, learning rate, dtype)
+FAMILY_VARIANTS = {
+    "radam": (lambda: adamjax.radam(0.1), ("radam", {}), 0.1, jnp.float64),
+    "radam_torch": (
+        lambda: adamjax.radam(0.1, eps_placement="torch"),
+        ("radam", {"convention": "torch"}),
+        0.1,
+        jnp.float64,
+    ),
+    "nadam_momentum_decay": (
+        lambda: adamjax.nadam(0.1, momentum_decay=4e-3),
+        ("nadam", {"momentum_decay": 4e-3}),
+        0.1,
+        jnp.float32,
+    ),
+    "adopt": (lambda: adamjax.adopt(0.1), ("adopt", {}), 0.1, jnp.float64),
+    "ademamix": (lambda: adamjax.ademamix(0.1, b3=0.99), ("ademamix", {"b3": 0.99}), 0.1, jnp.float64),
+    "lamb": (lambda: adamjax.lamb(0.1, weight_decay=0.1), ("lamb", {"weight_decay": 0.1}), 0.1, jnp.float64),
+    "stable_adamw": (
+        lambda: adamjax.stable_adamw(0.1, weight_decay=0.1),
+        ("stable_adamw", {"weight_decay": 0.1}),
+        0.1,
+        jnp.float32,
+    ),
+    "adam_mini": (lambda: adamjax.adam_mini(0.1, weight_decay=0.0), ("adam_mini", {}), 0.1, jnp.float64),
+    "adamw_cautious": (
+        lambda: adamjax.adamw(0.1, weight_decay=0.1, cautious=True),
+        ("adamw", {"weight_decay": 0.1, "cautious": True}),
+        0.1,
+        jnp.float64,
+    ),
+}
+
+
+@pytest.mark.parametrize("row", sorted(FAMILY_VARIANTS))
+def test_family_zero_size_and_scalar_leaves_step_like_the_reference(row):
+    make, (name, hyper), learning_rate, dtype = FAMILY_VARIANTS[row]
+    tx = make()
+    values = {"scalar": 0.5, "vector": [1.0, -2.0]}
+    params = {
+        "empty": jnp.zeros((0,), dtype),
+        "empty_matrix": jnp.zeros((3, 0), dtype),
+        **{k: jnp.asarray(v, dtype) for k, v in values.items()},
+    }
+    stream = [{"scalar": 0.3, "vector": [0.5, -1.5]}, {"scalar": -0.2, "vector": [0.25, 2.0]}]
+    state = tx.init(params)
+    # The empty arrays have nothing to contribute to a per-array rule (clipping, trust ratio, block means).
+    opt = fam.make(name, learning_rate=learning_rate, **hyper)
+    theta = {k: np.asarray(params[k], np.float64) for k in values}
+    reference_state = opt.init(theta)
+    for values_t in stream:
+        grads = {
+            "empty": jnp.zeros((0,), dtype),
+            "empty_matrix": jnp.zeros((3, 0), dtype),
+            **{k: jnp.asarray(v, dtype) for k, v in values_t.items()},
+        }
+        updates, state = tx.update(grads, state, params)
+        assert updates["empty"].shape == (0,) and updates["empty_matrix"].shape == (3, 0)
+        assert updates["scalar"].shape == () and updates["scalar"].dtype == jnp.dtype(dtype)
+        want, reference_state = opt.update(
+            {k: np.asarray(grads[k], np.float64) for k in values}, reference_state, theta
+        )
+        for key in values:
+            np.testing.assert_allclose(
+                np.asarray(updates[key], np.float64), want[key], rtol=1e-5 if dtype == jnp.float32 else 1e-12
+            )
+
+
+FAMILY_GUARDED = {
+    "radam": (lambda lr: adamjax.radam(lr), ("radam", {})),
+    "nadam_momentum_decay": (lambda lr: adamjax.nadam(lr, momentum_decay=4e-3), ("nadam", {"momentum_decay": 4e-3})),
+    "adopt": (lambda lr: adamjax.adopt(lr), ("adopt", {})),
+    "ademamix": (lambda lr: adamjax.ademamix(lr, b3=0.99), ("ademamix", {"b3": 0.99})),
+    "lamb": (lambda lr: adamjax.lamb(lr), ("lamb", {})),
+    "stable_adamw": (lambda lr: adamjax.stable_adamw(lr, weight_decay=1e-2), ("stable_adamw", {"weight_decay": 1e-2})),
+    "adam_mini": (lambda lr: adamjax.adam_mini(lr, weight_decay=0.0), ("adam_mini", {})),
+    "adamw_cautious": (lambda lr: adamjax.adamw(lr, cautious=True), ("adamw", {"cautious": True})),
+}
+
+
+@pytest.mark.parametrize("row", sorted(FAMILY_GUARDED))
+def test_family_apply_if_finite_skips_non_finite_steps_and_training_continues(row):
+    make, (name, hyper) = FAMILY_GUARDED[row]
+    tx = optax.apply_if_finite(make(0.05), max_consecutive_errors=5)
+
+    @jax.jit
+    def step(params, state, poisoned):
+        grads = quadratic_grad(params)
+        grads = {"w": jnp.where(poisoned, grads["w"].at[1].set(jnp.nan), grads["w"])}
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    params = {"w": jnp.full((3,), 0.1, jnp.float64)}  # LAMB's trust ratio needs a non-zero start to move far
+    state = tx.init(params)
+    for t in range(30):
+        params, state = step(params, state, jnp.asarray(False))
+        if t == 12:
+            kept_params, kept_inner = params, state.inner_state
+            params, state = step(params, state, jnp.asarray(True))
+            assert_bitwise_equal(params, kept_params)
+            assert_bitwise_equal(state.inner_state, kept_inner)
+    expected = fam.run(
+        name, lambda p, t: {"w": p["w"] - TARGET}, {"w": np.full(3, 0.1)}, 30, learning_rate=0.05, **hyper
+    )
+    np.testing.assert_allclose(np.asarray(params["w"]), expected[-1]["w"], rtol=1e-12)
+    counts = [int(s.count) for s in jax.tree.leaves(state, is_leaf=is_adam_state) if is_adam_state(s)]
+    assert counts == [30]
+
+
+# Where a NaN in one gradient entry ends up three steps later, without the guard: in that entry for the
+# elementwise members, in its block for Adam-mini, in its array for the per-array rules (StableAdamW's RMS,
+# LAMB's norms) -- never in another array.
+ENTRY = [[0, 1, 0], [0, 0, 0]]
+BLOCK = [[1, 1, 1], [0, 0, 0]]
+ARRAY = [[1, 1, 1], [1, 1, 1]]
+NAN_SPREAD = {
+    "radam": (lambda: adamjax.radam(0.05), ENTRY, lambda: optax.radam(0.05)),
+    "radam_torch": (lambda: adamjax.radam(0.05, eps_placement="torch"), ENTRY, None),
+    "nadam_momentum_decay": (lambda: adamjax.nadam(0.05, momentum_decay=4e-3), ENTRY, None),
+    "adopt": (lambda: adamjax.adopt(0.05), ENTRY, lambda: optax.contrib.adopt(0.05)),
+    "ademamix": (lambda: adamjax.ademamix(0.05), ENTRY, lambda: optax.contrib.ademamix(0.05)),
+    "lamb": (lambda: adamjax.lamb(0.05), ARRAY, lambda: optax.lamb(0.05)),
+    "stable_adamw": (lambda: adamjax.stable_adamw(0.05), ARRAY, None),
+    "adam_mini": (lambda: adamjax.adam_mini(0.05), BLOCK, None),
+    "adamw_cautious": (lambda: adamjax.adamw(0.05, cautious=True), ENTRY, None),
+}
+
+
+def nan_pattern(tx):
+    params = {"m": jnp.ones((2, 3), jnp.float64), "v": jnp.ones(3, jnp.float64)}
+    ones = {"m": jnp.ones((2, 3), jnp.float64), "v": jnp.ones(3, jnp.float64)}
+    state = tx.init(params)
+    with jax.numpy_dtype_promotion("standard"):  # optax's own code mixes int32 counts and floats
+        _, state = tx.update(dict(ones, m=ones["m"].at[0, 1].set(jnp.nan)), state, params)
+        for _ in range(3):
+            updates, state = tx.update(ones, state, params)
+    return {key: np.isnan(np.asarray(u)).astype(int).tolist() for key, u in updates.items()}
+
+
+@pytest.mark.parametrize("row", sorted(NAN_SPREAD))
+def test_a_nan_gradient_stays_where_the_member_s_rule_puts_it(row):
+    make, expected, optax_make = NAN_SPREAD[row]
+    pattern = nan_pattern(make())
+    assert pattern == {"m": expected, "v": [0, 0, 0]}
+    if optax_make is not None:  # ... exactly where optax's own implementation puts it
+        assert pattern == nan_pattern(optax_make())

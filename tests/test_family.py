@@ -4,10 +4,11 @@ RAdam = ``optax.radam``, ADOPT = ``optax.contrib.adopt`` (clipping included),
 AdEMAMix = ``optax.contrib.ademamix`` (with alpha and beta3 schedules), LAMB =
 ``optax.lamb``; each run is 80 steps of a loss whose gradient depends on the
 parameters, so a difference in one step moves every later one. States must
-have optax's tree. Members without a framework implementation (cautious
+have optax's tree. Members without an optax implementation (cautious
 masking, StableAdamW, Adam-mini, PyTorch's NAdam and RAdam) are checked here
-for what optax-free facts pin down; their paper and PyTorch references live in
-the reference files.
+for what optax-free facts pin down; tests/test_family_against_references.py
+compares every member to the NumPy transcriptions of the papers and to the
+recorded torch runs.
 """
 
 from __future__ import annotations

@@ -334,6 +334,22 @@ def test_stable_adamw_two_steps_by_hand_clips_per_array():
     assert fam.stable_adamw_rms(np.array([4.0, 4.0]), np.array([11.0, 11.0]), 0.0) == pytest.approx(4 / math.sqrt(11))
 
 
+def test_stable_adamw_decay_schedule_and_mask_by_hand():
+    """The same two steps as above, with lambda_t = 0.1 (t + 1) for t steps taken and b left out of the decay.
+
+    Step 1 (lambda = 0.1, RMS = 1): a moves by -(1 + 0.1 * 2) = -1.2; b by -1 (masked: no decay).
+    Step 2 (lambda = 0.2, eta = sqrt(11)/4): a moves by -(sqrt(11)/4)(3/sqrt(11) + 0.2 * 0.8)
+    = -0.75 - 0.04 sqrt(11); b by -1 (RMS = 1, no decay).
+    """
+    grads = [{"a": np.array([1.0, 1.0]), "b": np.array(1.0)}, {"a": np.array([4.0, 4.0]), "b": np.array(1.0)}]
+    params0 = {"a": np.array([2.0, 2.0]), "b": np.array(0.0)}
+    hyper = dict(learning_rate=1.0, b1=0.5, b2=0.5, eps=0.0, weight_decay=lambda count: 0.1 * (count + 1))
+    updates = fam.open_loop_updates("stable_adamw", grads, params0, decay_mask={"a": True, "b": False}, **hyper)
+    np.testing.assert_allclose(updates[0]["a"], [-1.2, -1.2], rtol=1e-15)
+    np.testing.assert_allclose(updates[1]["a"], [-0.75 - 0.04 * math.sqrt(11)] * 2, rtol=1e-14)
+    np.testing.assert_allclose([updates[0]["b"], updates[1]["b"]], [-1.0, -1.0], rtol=1e-15)
+
+
 def test_adam_mini_two_steps_by_hand_one_moment_per_row():
     """b1 = b2 = 0.5, eps = 0, lr = 1; a 2x2 matrix from zeros, one block per row (the default).
 

@@ -130,6 +130,8 @@ def test_injected_values_change_without_retracing():
         (lambda: optax.apply_if_finite(adamjax.adam(0.1), 3), "changes its updates"),
         (lambda: optax.MultiSteps(adamjax.adam(0.1), 2), "not fused"),
         (lambda: adamjax.adam(0.1, mu_dtype=jnp.float16), "are not the kernel's"),
+        # StableAdamW's decay is inside the core (the clipping scales it): not the kernel's AdamW.
+        (lambda: adamjax.stable_adamw(0.1), "stable_adamw: the clipped decoupled decay variant has no native kernel"),
     ],
 )
 def test_native_status_names_why_a_step_is_not_fused(make, reason):
