@@ -6,10 +6,32 @@ promotion makes any silent float32 -> float64 (or bf16 -> f32) widening inside
 adamjax an error rather than a quiet change of precision.
 """
 
-import jax
+import os
+import shutil
+import tempfile
+
+from compile_flags import FAST_COMPILE_FLAGS
+
+# Before JAX starts a backend; subprocesses inherit them (tests/compile_flags.py says why).
+if FAST_COMPILE_FLAGS and FAST_COMPILE_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), FAST_COMPILE_FLAGS]))
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+# One compilation cache for this run's pytest processes: parametrized cases compile many
+# identical programs, and a hit skips XLA. The controlling process names a new, empty
+# directory (so nothing comes from an earlier run) before xdist starts its workers,
+# which inherit the name, and removes it at the end.
+_OWNS_CACHE = not os.environ.get("ADAMJAX_TEST_XLA_CACHE")
+if _OWNS_CACHE:
+    os.environ["ADAMJAX_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="adamjax-test-xla-cache-")
+_CACHE = os.environ["ADAMJAX_TEST_XLA_CACHE"]
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 # ---------------------------------------------------------------- the native kernel
@@ -17,8 +39,6 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 # (no compiler, or a build for another jaxlib) they skip with the reason
 # `adamjax.native_status()` gives; with ADAMJAX_REQUIRE_NATIVE=1 (CI sets it)
 # they fail instead, so a broken build cannot pass as a skipped one.
-
-import os  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -34,3 +54,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("ADAMJAX_REQUIRE_NATIVE", "") not in ("", "0"):
         pytest.fail(f"ADAMJAX_REQUIRE_NATIVE is set but the native kernel is absent: {status}", pytrace=False)
     pytest.skip(f"the native kernel is absent: {status}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _OWNS_CACHE and not hasattr(session.config, "workerinput"):  # the process that made it, after every worker
+        shutil.rmtree(_CACHE, ignore_errors=True)

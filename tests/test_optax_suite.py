@@ -20,6 +20,7 @@ from pathlib import Path
 
 import optax
 import pytest
+from compile_flags import xla_flags
 from helpers import checkout_env
 
 OPTAX = Path(optax.__file__).parent
@@ -32,6 +33,10 @@ EXPECTED = {
         "to float64 (test_dropin.py::test_bias_correction_is_closer_to_float64_than_optax)"
     ),
     r"_combining_test\.py::ExtraArgsTest::test_extra_args$": "it steps Python-int parameters, which adamjax refuses",
+    r"alias_test\.py::AliasTest::test_explicit_dtype\d+ \(params_dtype='bfloat16', state_dtype=None, opt_name='adamw?'\)": (
+        "bfloat16 parameters get float32 moments unless a dtype is given (a bfloat16 second moment stalls: "
+        "tests/test_low_precision_defaults.py); optax keeps the parameters' dtype"
+    ),
 }
 
 MODULES = [
@@ -51,7 +56,7 @@ def _run(module: str, tmp_path: Path) -> dict[str, str]:
     env = checkout_env(ADAMJAX_SWAP_REPORT=str(report))
     env["PYTHONPATH"] = os.pathsep.join([str(SUITES), env["PYTHONPATH"]])
     # optax's sharding tests need several devices; simulated CPU devices run them instead of skipping.
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["XLA_FLAGS"] = xla_flags("--xla_force_host_platform_device_count=8")
     result = subprocess.run(
         [
             sys.executable,

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from compile_flags import xla_flags
 from jax.sharding import AbstractMesh
 from jax.sharding import PartitionSpec as P
 
@@ -465,7 +466,7 @@ print("ok")
 
 @pytest.mark.slow
 def test_codes_sharded_like_the_parameter_need_no_collective_on_8_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=8"), JAX_PLATFORMS="cpu")
     root = pathlib.Path(__file__).resolve().parents[1]
     result = subprocess.run(
         [sys.executable, "-c", SHARDED_STEP], cwd=root, env=env, capture_output=True, text=True, timeout=600

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sharding_worker as worker
+from compile_flags import xla_flags
 from helpers import EXAMPLES, checkout_env, run_python
 from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 
@@ -34,7 +35,9 @@ FSDP_SIZE = worker.MESH_SHAPE[worker.AXES.index("fsdp")]
 
 
 def run_on_8_cpu_devices(*args: str) -> subprocess.CompletedProcess:
-    env = checkout_env(drop=("JAX_", "XLA_"), XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = checkout_env(
+        drop=("JAX_", "XLA_"), XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=8"), JAX_PLATFORMS="cpu"
+    )
     return run_python(*args, env=env)
 
 

@@ -1,0 +1,22 @@
+"""The XLA flags the suite compiles with (no imports: tests/conftest.py reads this before JAX starts).
+
+XLA's CPU compiler is most of the suite's time (thousands of small programs,
+about 40 ms each). Emitting fusions with XLA's older elemental emitter halves
+it; the HLO passes are the same and the suite's results agree with XLA's
+defaults (``ADAMJAX_TEST_DEFAULT_XLA=1`` runs the suite with those). Lowering
+LLVM's optimisation level would save a little more but changes the order of
+vectorised reductions, and with it the last bits of a global norm.
+"""
+
+import os
+
+FAST_COMPILE_FLAGS = (
+    "--xla_cpu_use_fusion_emitters=false"
+    if os.environ.get("ADAMJAX_TEST_DEFAULT_XLA", "") in ("", "0")
+    else ""
+)
+
+
+def xla_flags(*flags: str) -> str:
+    """``XLA_FLAGS`` for a subprocess: ``flags`` plus the suite's compile flags."""
+    return " ".join(filter(None, [*flags, FAST_COMPILE_FLAGS]))
