@@ -92,6 +92,8 @@ def adam_mini(
     block_axes: Callable[[jax.Array], tuple[int, ...]] = rows,
     nu_dtype: DTypeLike | None = None,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adam-mini: AdamW with one second moment per block (about half of Adam's state for matrices).
 
@@ -117,6 +119,8 @@ def adam_mini(
         ``lambda p: ()`` gives each entry its own (Adam).
       nu_dtype: dtype of the block moments.
       cautious: cautious masking (Liang et al. 2024).
+      state_bits: quantized moments (None, 8 or 4 bits), as in :func:`adamjax.scale_by_adam`.
+      block_size: elements per quantization block, as in :func:`adamjax.scale_by_adam`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.

@@ -140,6 +140,8 @@ def ademamix(
     mask: Any | Callable[[optax.Params], Any] | None = None,
     *,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdEMAMix (``optax.contrib.ademamix``): AdamW with a slow momentum mixed in.
 
@@ -160,6 +162,8 @@ def ademamix(
       weight_decay: decoupled decay :math:`\lambda`.
       mask: which parameters decay (as ``optax.adamw``).
       cautious: cautious masking (Liang et al. 2024).
+      state_bits: quantized moments (None, 8 or 4 bits), as in :func:`adamjax.scale_by_adam`.
+      block_size: elements per quantization block, as in :func:`adamjax.scale_by_adam`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.

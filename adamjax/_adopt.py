@@ -180,6 +180,8 @@ def adopt(
     clip_value_fn: Callable[[jax.Array], jax.Array] = _default_clip,
     weight_decay: ScalarOrSchedule | None = None,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""ADOPT (``optax.contrib.adopt``), clipping included.
 
@@ -199,6 +201,8 @@ def adopt(
       clip_value_fn: the clipping bound as a function of the step count.
       weight_decay: coupled L2 (adamjax only).
       cautious: cautious masking (Liang et al. 2024).
+      state_bits: quantized moments (None, 8 or 4 bits), as in :func:`adamjax.scale_by_adam`.
+      block_size: elements per quantization block, as in :func:`adamjax.scale_by_adam`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.

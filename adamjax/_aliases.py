@@ -161,6 +161,8 @@ def adam(
     bias_correction: bool = True,
     nu_dtype: DTypeLike | None = None,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adam (``optax.adam``), with PyTorch's coupled L2 ``weight_decay`` as an option.
 
@@ -203,6 +205,11 @@ def adam(
     sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
     :func:`adamjax._stages.cautious`).
 
+    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
+    with at least 4,096 elements as blockwise-quantized codes with a float32
+    scale per ``block_size`` elements (Dettmers et al. 2022; see
+    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
+
     Returns:
       An ``optax.GradientTransformationExtraArgs`` (an ``optax.chain``).
 
@@ -238,6 +245,8 @@ def adamw(
     amsgrad: bool = False,
     nu_dtype: DTypeLike | None = None,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdamW: Adam with decoupled weight decay (``optax.adamw``).
 
@@ -266,6 +275,11 @@ def adamw(
     Cautious masking: ``cautious=True`` keeps each update only where it agrees in
     sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
     :func:`adamjax._stages.cautious`).
+
+    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
+    with at least 4,096 elements as blockwise-quantized codes with a float32
+    scale per ``block_size`` elements (Dettmers et al. 2022; see
+    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
@@ -297,6 +311,8 @@ def nadam(
     nu_dtype: DTypeLike | None = None,
     cautious: bool = False,
     momentum_decay: ArrayLike | None = None,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""NAdam: Adam with Nesterov momentum, in optax's form (``optax.nadam``).
 
@@ -324,6 +340,11 @@ def nadam(
     Cautious masking: ``cautious=True`` keeps each update only where it agrees in
     sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
     :func:`adamjax._stages.cautious`).
+
+    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
+    with at least 4,096 elements as blockwise-quantized codes with a float32
+    scale per ``block_size`` elements (Dettmers et al. 2022; see
+    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -359,6 +380,8 @@ def nadamw(
     nesterov: bool = True,
     nu_dtype: DTypeLike | None = None,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""NAdamW: :func:`nadam` with decoupled weight decay (``optax.nadamw``).
 
@@ -378,6 +401,11 @@ def nadamw(
     Cautious masking: ``cautious=True`` keeps each update only where it agrees in
     sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
     :func:`adamjax._stages.cautious`).
+
+    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
+    with at least 4,096 elements as blockwise-quantized codes with a float32
+    scale per ``block_size`` elements (Dettmers et al. 2022; see
+    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
@@ -409,6 +437,8 @@ def amsgrad(
     weight_decay: ScalarOrSchedule | None = None,
     nu_dtype: DTypeLike | None = None,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AMSGrad with PyTorch's convention (``torch.optim.Adam(amsgrad=True)``).
 
@@ -437,6 +467,11 @@ def amsgrad(
     Cautious masking: ``cautious=True`` keeps each update only where it agrees in
     sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
     :func:`adamjax._stages.cautious`).
+
+    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
+    with at least 4,096 elements as blockwise-quantized codes with a float32
+    scale per ``block_size`` elements (Dettmers et al. 2022; see
+    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -468,6 +503,8 @@ def adamax(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adamax, Adam's infinity-norm variant (``optax.adamax``, ``torch.optim.Adamax``).
 
@@ -491,6 +528,11 @@ def adamax(
     Cautious masking: ``cautious=True`` keeps each update only where it agrees in
     sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
     :func:`adamjax._stages.cautious`).
+
+    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
+    with at least 4,096 elements as blockwise-quantized codes with a float32
+    scale per ``block_size`` elements (Dettmers et al. 2022; see
+    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -520,6 +562,8 @@ def adamaxw(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdamaxW: :func:`adamax` with decoupled weight decay (``optax.adamaxw``).
 
@@ -536,6 +580,11 @@ def adamaxw(
     Cautious masking: ``cautious=True`` keeps each update only where it agrees in
     sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
     :func:`adamjax._stages.cautious`).
+
+    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
+    with at least 4,096 elements as blockwise-quantized codes with a float32
+    scale per ``block_size`` elements (Dettmers et al. 2022; see
+    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
@@ -566,6 +615,8 @@ def adabelief(
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdaBelief: Adam with the centered second moment (``optax.adabelief``).
 
@@ -589,6 +640,11 @@ def adabelief(
     Cautious masking: ``cautious=True`` keeps each update only where it agrees in
     sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
     :func:`adamjax._stages.cautious`).
+
+    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
+    with at least 4,096 elements as blockwise-quantized codes with a float32
+    scale per ``block_size`` elements (Dettmers et al. 2022; see
+    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core, _numerics, _stages
+from adamjax import _checks, _core, _numerics, _quantize, _stages
 from adamjax._schedules import Schedule, as_schedule
 from adamjax._triple import Optimizer, OptimizerResult, optimizer
 
@@ -359,6 +359,15 @@ def _adam_family(func: str, step_size: Any, config: _core.AdamConfig) -> Optimiz
     def init(x0):
         # float16 and bfloat16 moments stall or leave their range (adamjax._core.moment_dtype),
         # so those parameters get float32 moments; other dtypes keep jax.example_libraries' layout.
+        x0 = jnp.asarray(x0)
+        bits = config.state_bits
+        if bits is not None and _quantize.should_quantize(x0.shape):
+            if jnp.iscomplexobj(x0):
+                raise TypeError(
+                    f"`{func}(state_bits={bits})`: quantized moments are real; complex parameters need None."
+                )
+            quantized = functools.partial(_quantize.zeros, x0.shape, bits=bits, block_size=config.block_size)
+            return x0, quantized(signed=True), quantized(signed=False)
         dtype = _core.moment_dtype(x0)
         return x0, jnp.zeros_like(x0, dtype=dtype), jnp.zeros_like(x0, dtype=dtype)
 
@@ -367,16 +376,16 @@ def _adam_family(func: str, step_size: Any, config: _core.AdamConfig) -> Optimiz
         x, g = jnp.asarray(x), jnp.asarray(g)
         # Saturates at the int32 maximum, as the transformations' step count does.
         count = jnp.clip(jnp.asarray(i), 0, _INT32_MAX - 1).astype(jnp.int32) + 1
-        step = _stages.adam_step(g, m, v, None, count, config)
+        step = _stages.adam_step(g, _core.read_moment(m), _core.read_moment(v), None, count, config)
         # In the core's float32-or-wider dtype, rounded once to the parameter's.
         x_new = x.astype(step.update.dtype) - _numerics.scale_leaf(schedule(i), step.update)
-        return x_new.astype(x.dtype), step.mu.astype(m.dtype), step.nu.astype(v.dtype)
+        return x_new.astype(x.dtype), _core.write_moment(step.mu, m), _core.write_moment(step.nu, v)
 
     return init, update, _params
 
 
 @_builtin(allow_complex=True)
-def adam(step_size, b1=0.9, b2=0.999, eps=1e-8) -> OptimizerResult:
+def adam(step_size, b1=0.9, b2=0.999, eps=1e-8, *, state_bits=None, block_size=None) -> OptimizerResult:
     r"""Adam, with the step index ``i`` starting at 0.
 
     .. math::
@@ -402,6 +411,10 @@ def adam(step_size, b1=0.9, b2=0.999, eps=1e-8) -> OptimizerResult:
       b1: :math:`\beta_1 \in [0, 1)`, the decay of the first moment.
       b2: :math:`\beta_2 \in [0, 1)`, the decay of the second moment.
       eps: :math:`\epsilon \ge 0`.
+      state_bits: ``None``, 8 or 4 (keyword-only, adamjax only): keep ``m`` and
+        ``v`` of arrays with at least 4,096 elements blockwise quantized, as
+        :func:`adamjax.scale_by_adam` does.
+      block_size: elements per quantization block (default 256 at 8 bits, 128 at 4).
 
     Returns:
       An :class:`Optimizer` triple; the per-array state is ``(x, m, v)``.
@@ -425,7 +438,8 @@ def adam(step_size, b1=0.9, b2=0.999, eps=1e-8) -> OptimizerResult:
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
     """
-    return _adam_family("adam", step_size, _core.make_config("adam", b1, b2, eps, 0.0))
+    config = _core.make_config("adam", b1, b2, eps, 0.0, state_bits=state_bits, block_size=block_size)
+    return _adam_family("adam", step_size, config)
 
 
 @_builtin(allow_complex=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import numbers
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -22,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _numerics, _stages
+from adamjax import _checks, _numerics, _quantize, _stages
 
 ScaleByAdamState = optax.ScaleByAdamState
 """optax's own ``ScaleByAdamState(count, mu, nu)``: the state of Adam, NAdam and Adamax."""
@@ -145,6 +146,8 @@ class AdamConfig(NamedTuple):
     post: tuple = ()
     decoupled_weight_decay: Any = None  # a decoupled decay inside the core (StableAdamW): None is off
     decay_mask: Any = None  # which arrays that decay reaches (optax.masked's mask): None is all
+    state_bits: int | None = None  # 8 or 4: moments stored blockwise-quantized (adamjax._quantize)
+    block_size: int | None = None  # elements per quantization block (set when state_bits is)
 
     @property
     def bias_correction(self) -> bool:
@@ -213,6 +216,8 @@ def make_config(
     post: tuple = (),
     decoupled_weight_decay: Any = None,
     decay_mask: Any = None,
+    state_bits: Any = None,
+    block_size: Any = None,
 ) -> AdamConfig:
     """Validates hyperparameters for the public call ``func`` and builds a config.
 
@@ -225,7 +230,9 @@ def make_config(
     appends the decoupled decay after it, before the other ``post`` stages, and
     ``decay_mask`` (optax's mask: booleans shaped like the parameters or a
     prefix of them, or a callable returning them) says which arrays it
-    reaches. The numbers are checked
+    reaches. ``state_bits`` (None, 8 or 4) stores the moments of arrays with at
+    least :data:`adamjax._quantize.MIN_QUANTIZED_SIZE` elements blockwise
+    quantized, in blocks of ``block_size``. The numbers are checked
     by the stages that use them (:func:`adamjax._stages.validate`), so a
     member's own hyperparameters are checked the same way.
     """
@@ -258,6 +265,7 @@ def make_config(
         in_core_decay = (_stages.decoupled_decay,)
     elif decay_mask is not None:
         raise ValueError(f"`{func}(mask=...)` needs a decoupled `weight_decay`.")
+    block_size = check_state_bits(func, state_bits, block_size, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     config = AdamConfig(
         b1=b1,
         b2=b2,
@@ -276,9 +284,68 @@ def make_config(
         post=((_stages.cautious,) if cautious else ()) + in_core_decay + tuple(post),
         decoupled_weight_decay=_checks.checked_schedule(func, "weight_decay", decoupled_weight_decay),
         decay_mask=decay_mask,
+        state_bits=None if state_bits is None else int(state_bits),
+        block_size=block_size,
     )
     _stages.validate(func, config)
     return config
+
+
+def check_state_bits(
+    func: str, state_bits: Any, block_size: Any, *, mu_dtype: Any = None, nu_dtype: Any = None
+) -> int | None:
+    """Validates ``state_bits`` and ``block_size``; returns the block size to use (None without quantization).
+
+    Raises:
+      ValueError: ``state_bits`` is not None, 8 or 4; ``block_size`` is not a
+        positive integer, or is given without ``state_bits``; a moment dtype is
+        given as well (quantized moments have none).
+    """
+    if state_bits is None:
+        if block_size is not None:
+            raise ValueError(
+                f"`{func}(block_size=...)` sets the quantization block and needs `state_bits` (8 or 4); "
+                f"got block_size={block_size!r} with state_bits=None."
+            )
+        return None
+    for name, value in (("state_bits", state_bits), ("block_size", block_size)):
+        if isinstance(value, jax.Array) or _checks.is_traced(value):
+            raise TypeError(
+                f"`{func}({name}=...)` decides the state's layout and must be a Python int, not an array; "
+                f"with optax.inject_hyperparams pass static_args=('state_bits', 'block_size')."
+            )
+    if isinstance(state_bits, bool) or not isinstance(state_bits, numbers.Integral) or state_bits not in (8, 4):
+        raise ValueError(f"`{func}(state_bits=...)` must be None, 8 or 4; got {state_bits!r}.")
+    for name, dtype in (("mu_dtype", mu_dtype), ("nu_dtype", nu_dtype)):
+        if dtype is not None:
+            raise ValueError(
+                f"`{func}(state_bits={state_bits})` stores the moments as {state_bits}-bit codes with float32 "
+                f"scales; `{name}` cannot be given as well (got {dtype!r}). Drop one of the two."
+            )
+    if block_size is not None and (
+        isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size < 1
+    ):
+        raise ValueError(f"`{func}(block_size=...)` must be a positive integer or None; got {block_size!r}.")
+    if state_bits == 4 and block_size is not None and block_size % 2:
+        raise ValueError(f"`{func}(state_bits=4, block_size=...)` must be even (two codes a byte); got {block_size!r}.")
+    return _quantize.DEFAULT_BLOCK_SIZE[int(state_bits)] if block_size is None else int(block_size)
+
+
+def is_quantized(x: Any) -> bool:
+    """Whether ``x`` is a blockwise-quantized moment (:class:`adamjax._quantize.QuantizedArray`)."""
+    return isinstance(x, _quantize.QuantizedArray)
+
+
+def read_moment(x: Any) -> Any:
+    """A stored moment as an array: quantized ones dequantized to float32, others as they are."""
+    return _quantize.dequantize(x) if is_quantized(x) else x
+
+
+def write_moment(new: jax.Array, old: Any) -> Any:
+    """``new`` stored like ``old``: requantized with ``old``'s codebook and block, or cast to its dtype."""
+    if is_quantized(old):
+        return _quantize.quantize_like(new.astype(jnp.float32), old)
+    return new.astype(old.dtype)
 
 
 LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
@@ -321,18 +388,36 @@ def init_state(params: optax.Params, config: AdamConfig) -> Any:
     float or complex ``mu_dtype`` is accepted here; a real ``mu_dtype`` meeting
     complex gradients is refused at ``update``, where it would drop their
     imaginary part.
+
+    With ``state_bits`` the moments of arrays of at least
+    :data:`adamjax._quantize.MIN_QUANTIZED_SIZE` elements are
+    :class:`adamjax._quantize.QuantizedArray` zeros (the signed codebook for
+    first moments, the unsigned one for second moments); smaller arrays, and a
+    member's smaller second moment, keep the rule above.
     """
     _checks.check_param_dtypes("Adam", params, allow_complex=True)
     member = config.member
     nu_shape = None if member is None else member.nu_shape
+    bits = config.state_bits
+    if bits is not None and any(jnp.iscomplexobj(p) for p in jax.tree.leaves(params)):
+        raise TypeError(
+            f"`state_bits={bits}`: quantized moments are real; complex parameters need `state_bits=None` "
+            "(or optimise their real and imaginary parts as separate real arrays)."
+        )
 
     def zeros(moment: str) -> Any:
-        if moment not in ("nu", "nu_max"):
-            return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=moment_dtype(p, config.mu_dtype)), params)
-        if nu_shape is None:  # zeros_like keeps the parameters' sharding, as optax's init does
-            return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=moment_dtype(p, config.nu_dtype)), params)
-        shape_of = nu_shape
-        return jax.tree.map(lambda p: jnp.zeros(shape_of(p), moment_dtype(p, config.nu_dtype)), params)
+        signed = moment not in ("nu", "nu_max")
+        dtype = config.mu_dtype if signed else config.nu_dtype
+        if not signed and nu_shape is not None:  # a member's own, smaller second moment
+            shape_of = nu_shape
+            return jax.tree.map(lambda p: jnp.zeros(shape_of(p), moment_dtype(p, dtype)), params)
+
+        def leaf(p: Any) -> Any:
+            if bits is not None and _quantize.should_quantize(jnp.shape(p)):
+                return _quantize.zeros(jnp.shape(p), bits=bits, signed=signed, block_size=config.block_size)
+            return jnp.zeros_like(p, dtype=moment_dtype(p, dtype))  # keeps the parameters' sharding, as optax's
+
+        return jax.tree.map(leaf, params)
 
     layout = config.layout
     made: dict[str, Any] = {}
@@ -500,15 +585,19 @@ def update_state(
     layout = config.layout
     first = getattr(state, layout.field_of("mu"))
     second = getattr(state, layout.field_of("nu"))
+    # Quantized moments are leaves here: one per parameter array, like the gradients.
+    treedef = jax.tree.structure(first, is_leaf=is_quantized)
     # A complex gradient fits a complex parameter, whose ``nu`` is complex unless
     # ``nu_dtype`` says otherwise; a real ``mu`` meeting it is refused below.
-    kinds = jax.tree.map(
-        lambda m, v: m if jnp.iscomplexobj(m) or not jnp.iscomplexobj(v) else jnp.zeros(jnp.shape(m), v.dtype),
-        first,
-        second,
+    kinds = treedef.unflatten(
+        [
+            jax.ShapeDtypeStruct(jnp.shape(m) if not is_quantized(m) else m.shape, m.dtype)
+            if jnp.iscomplexobj(m) or not jnp.iscomplexobj(v)
+            else jax.ShapeDtypeStruct(jnp.shape(m), v.dtype)
+            for m, v in zip(treedef.flatten_up_to(first), treedef.flatten_up_to(second), strict=True)
+        ]
     )
     grads = check_same_structure(func, updates, kinds)
-    treedef = jax.tree.structure(first)
     decay = coupled_decay_value(config, state.count)
     if decay is not None:
         grads = add_coupled_decay(func, grads, params, treedef, decay)
@@ -532,19 +621,19 @@ def update_state(
     written: dict[str, list] = {moment: [] for moment in stored}
     for index, grad in enumerate(grads):
         grad = jnp.asarray(grad)
-        mu = stored["mu"][index]
+        mu = read_moment(stored["mu"][index])
         if jnp.iscomplexobj(grad) and not jnp.iscomplexobj(mu):
             raise TypeError(
                 f"`{func}(mu_dtype=...)`: the first moment is stored as {jnp.dtype(mu.dtype).name} (the parameters' "
                 f"dtype or `mu_dtype`) and cannot hold complex gradients ({jnp.dtype(grad.dtype).name}): optimise "
                 "complex parameters, with a complex `mu_dtype` such as jnp.complex64 or None."
             )
-        others = {m: stored[m][index] for m in stored if m not in ("mu", "nu", "nu_max")}
+        others = {m: read_moment(stored[m][index]) for m in stored if m not in ("mu", "nu", "nu_max")}
         step = _stages.adam_step(
             grad,
             mu,
-            stored["nu"][index],
-            stored["nu_max"][index] if "nu_max" in stored else None,
+            read_moment(stored["nu"][index]),
+            read_moment(stored["nu_max"][index]) if "nu_max" in stored else None,
             count,
             config,
             moments=others,
@@ -565,7 +654,7 @@ def update_state(
     if recorder is not None:
         recorder.append(unflatten(steps))
     fields = {
-        field: unflatten([new.astype(old.dtype) for new, old in zip(written[moment], stored[moment], strict=True)])
+        field: unflatten([write_moment(new, old) for new, old in zip(written[moment], stored[moment], strict=True)])
         for field, moment in layout.arrays
     }
     return unflatten(new_updates), layout.state_class(count=count, **scalars, **fields)

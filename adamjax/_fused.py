@@ -56,6 +56,8 @@ def variant_reason(config: _core.AdamConfig) -> str | None:
         jnp.issubdtype(jnp.dtype(d), jnp.complexfloating) for d in (config.mu_dtype, config.nu_dtype) if d is not None
     ):
         return "complex moments have no native kernel"
+    if config.state_bits is not None:
+        return f"{config.state_bits}-bit quantized moments have no native kernel (the step runs in pure JAX)"
     return None
 
 

@@ -31,6 +31,8 @@ def lamb(
     mask: Any | Callable[[optax.Params], Any] | None = None,
     *,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""LAMB, layer-wise adaptive moments (``optax.lamb``: same signature, defaults and state).
 
@@ -48,6 +50,8 @@ def lamb(
       weight_decay: decoupled decay :math:`\lambda`, before the trust ratio.
       mask: which parameters decay (as ``optax.lamb``).
       cautious: cautious masking of Adam's direction (Liang et al. 2024).
+      state_bits: quantized moments (None, 8 or 4 bits), as in :func:`adamjax.scale_by_adam`.
+      block_size: elements per quantization block, as in :func:`adamjax.scale_by_adam`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.

@@ -336,7 +336,10 @@ def _quantize_blocks(x: jax.Array, bits: int, signed: bool, block_size: int) -> 
     padded = jnp.pad(rows, [(0, 0)] * len(lead) + [(0, blocks * block_size - row)])
     blocked = jnp.reshape(padded, lead + (blocks, block_size))
     absmax = jnp.max(jnp.abs(blocked), axis=-1)
-    scales = jnp.where(jnp.isfinite(absmax), absmax, jnp.float32(jnp.nan))
+    # Non-finite entries are found on their own: XLA's CPU max reduction may drop a NaN
+    # (jax 0.10, blocks of a few thousand elements), which would hide a diverged block.
+    finite = jnp.all(jnp.isfinite(blocked), axis=-1)
+    scales = jnp.where(finite, absmax, jnp.float32(jnp.nan))
     positive = scales > 0
     safe = jnp.where(positive, scales, jnp.float32(1.0))
     normalized = jnp.where(positive[..., None], blocked / safe[..., None], jnp.float32(0.0))

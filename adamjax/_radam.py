@@ -140,6 +140,8 @@ def radam(
     eps_placement: str = "optax",
     weight_decay: ScalarOrSchedule | None = None,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""RAdam (``optax.radam``; ``torch.optim.RAdam`` with ``eps_placement="torch"``).
 
@@ -165,6 +167,8 @@ def radam(
       weight_decay: coupled L2 :math:`\lambda`, as ``torch.optim.RAdam(weight_decay=...)``
         (adamjax only); ``update`` then needs ``params``.
       cautious: cautious masking (Liang et al. 2024).
+      state_bits: quantized moments (None, 8 or 4 bits), as in :func:`adamjax.scale_by_adam`.
+      block_size: elements per quantization block, as in :func:`adamjax.scale_by_adam`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.

@@ -34,6 +34,8 @@ def stable_adamw(
     *,
     nu_dtype: DTypeLike | None = None,
     cautious: bool = False,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""StableAdamW: :func:`adamjax.adamw` with update clipping that scales the decay too (Wortsman et al. 2023).
 
@@ -65,6 +67,8 @@ def stable_adamw(
         like the parameters, or a callable returning them).
       nu_dtype: dtype of the second moment (adamjax only).
       cautious: cautious masking (Liang et al. 2024), before the clipping.
+      state_bits: quantized moments (None, 8 or 4 bits), as in :func:`adamjax.scale_by_adam`.
+      block_size: elements per quantization block, as in :func:`adamjax.scale_by_adam`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.

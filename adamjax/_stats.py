@@ -237,6 +237,11 @@ def adam_stats(
     return _summaries(adam_states, update_leaves, b1, b2, power, static_power)
 
 
+def _moments(tree: Any) -> list[jax.Array]:
+    """The moment arrays of ``tree``, quantized ones dequantized to float32."""
+    return [_core.read_moment(leaf) for leaf in jax.tree.leaves(tree, is_leaf=_core.is_quantized)]
+
+
 @functools.partial(jax.jit, static_argnums=(5,))
 def _summaries(
     adam_states: list[_Moments],
@@ -247,7 +252,7 @@ def _summaries(
     static_power: float | None,
 ) -> AdamStats:
     """The arithmetic of :func:`adam_stats`, compiled once per tree structure (also when called eagerly)."""
-    moment_leaves = [leaf for s in adam_states for leaf in jax.tree.leaves((s.mu, s.nu, s.nu_max))]
+    moment_leaves = [leaf for s in adam_states for leaf in _moments((s.mu, s.nu, s.nu_max))]
     dtype = _numerics.compute_dtype(*(leaf.dtype for leaf in update_leaves + moment_leaves))
     static_inf = static_power is not None and math.isinf(static_power)
 
@@ -260,13 +265,13 @@ def _summaries(
         bc2 = 1 - jnp.asarray(b2, dtype) ** t
         mu_gaps.append(1 / bc1 - 1)
         nu_gaps.append(jnp.zeros([], dtype) if static_inf else 1 / bc2 - 1)
-        mu = _flat(jax.tree.leaves(adam_state.mu), dtype)
+        mu = _flat(_moments(adam_state.mu), dtype)
         second = adam_state.nu if adam_state.nu_max is None else adam_state.nu_max
         # A block second moment (Adam-mini) stands for every entry of its block.
         nu = _flat(
             [
                 jnp.broadcast_to(v, jnp.shape(m))
-                for m, v in zip(jax.tree.leaves(adam_state.mu), jax.tree.leaves(second), strict=False)
+                for m, v in zip(_moments(adam_state.mu), _moments(second), strict=False)
             ],
             dtype,
         )

@@ -26,6 +26,8 @@ def scale_by_adam(
     amsgrad: bool = False,
     bias_correction: bool = True,
     nu_dtype: DTypeLike | None = None,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformation:
     r"""Rescales updates by Adam's rule; the one core behind every adamjax optimizer.
 
@@ -68,7 +70,7 @@ def scale_by_adam(
       power: the moment's order :math:`p > 0`; ``None`` (the default) or ``2``
         is Adam; ``None`` is not a number, so ``optax.inject_hyperparams``
         leaves it static and the compiled step keeps its square root; other values give
-        the p-th power / p-th root moment of the seed simulator; ``math.inf``
+        the p-th power moment with a p-th root (the simulator's generalisation of Adam); ``math.inf``
         gives Adamax (:math:`v_t = \max(\beta_2 v_{t-1}, |g_t| +
         \epsilon_{root})`, not bias-corrected). May be a tracer (then the
         general finite-p formula is used).
@@ -80,8 +82,23 @@ def scale_by_adam(
       nesterov: Nesterov momentum, :math:`\hat m_t = \beta_1 m_t / (1 -
         \beta_1^{t+1}) + (1 - \beta_1) g_t / (1 - \beta_1^t)` (optax's NAdam).
       bias_correction: divide the moments by :math:`1 - \beta^t`.
-      mu_dtype: dtype of the stored first moment (``None``: the parameters').
+      mu_dtype: dtype of the stored first moment (``None``: the parameters', float32
+        for float16 and bfloat16 parameters).
       nu_dtype: dtype of the stored second moment (and of ``nu_max``); adamjax only.
+      state_bits: ``None`` (the default), 8 or 4: store both moments of every
+        array with at least 4,096 elements blockwise quantized (adamjax only;
+        smaller arrays keep the rule above). Each block of ``block_size``
+        consecutive elements keeps its absolute maximum :math:`s_b` in float32
+        and each element as the index of the nearest entry of a fixed codebook
+        :math:`q` in :math:`[-1, 1]` (the first moment: Dettmers et al.'s
+        signed dynamic map) or :math:`[0, 1]` (the second: the unsigned
+        dynamic map at 8 bits, a linear map without zero at 4),
+        :math:`x_i \approx q_{c_i} s_b`; the step dequantizes, updates in
+        float32 and requantizes. State: about 2.03 (8 bits) or 1.06 (4 bits)
+        bytes per parameter for both moments, instead of 8. Cannot be combined
+        with ``mu_dtype`` / ``nu_dtype`` or complex parameters.
+      block_size: elements per block with ``state_bits`` (default 256 at 8
+        bits, 128 at 4; even at 4 bits).
 
     Returns:
       An ``optax.GradientTransformation`` whose state is optax's
@@ -120,6 +137,8 @@ def scale_by_adam(
         bias_correction=bias_correction,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        state_bits=state_bits,
+        block_size=block_size,
     )
     return _core.transformation(config, "scale_by_adam")
 
@@ -139,6 +158,8 @@ def scale_by_amsgrad(
     bias_correction_nu: bool = True,
     *,
     nu_dtype: DTypeLike | None = None,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformation:
     r"""AMSGrad's rescaling, with ``optax.scale_by_amsgrad``'s signature and state class.
 
@@ -154,6 +175,8 @@ def scale_by_amsgrad(
       b1, b2, eps, eps_root, mu_dtype: as in :func:`scale_by_adam`.
       bias_correction_mu, bias_correction_nu: switch each correction.
       nu_dtype: dtype of ``nu`` and ``nu_max`` (adamjax only).
+      state_bits: quantized moments (None, 8 or 4 bits), as in :func:`scale_by_adam`.
+      block_size: elements per quantization block, as in :func:`scale_by_adam`.
 
     Returns:
       An ``optax.GradientTransformation`` with ``optax.ScaleByAmsgradState``.
@@ -180,6 +203,8 @@ def scale_by_amsgrad(
         bias_correction_nu=bias_correction_nu,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        state_bits=state_bits,
+        block_size=block_size,
     )
     return _core.transformation(config, "scale_by_amsgrad")
 
@@ -193,6 +218,8 @@ def scale_by_belief(
     nesterov: bool = False,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformation:
     r"""AdaBelief's rescaling, with ``optax.scale_by_belief``'s signature and state class.
 
@@ -205,6 +232,8 @@ def scale_by_belief(
       b1, b2, eps, eps_root: as in :func:`scale_by_adam` (defaults ``1e-16``, as optax).
       nesterov: Nesterov momentum.
       mu_dtype, nu_dtype: state dtypes (adamjax only).
+      state_bits: quantized moments (None, 8 or 4 bits), as in :func:`scale_by_adam`.
+      block_size: elements per quantization block, as in :func:`scale_by_adam`.
 
     Returns:
       An ``optax.GradientTransformation`` with ``optax.ScaleByBeliefState``.
@@ -227,6 +256,8 @@ def scale_by_belief(
         nesterov=nesterov,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        state_bits=state_bits,
+        block_size=block_size,
     )
     return _core.transformation(config, "scale_by_belief")
 
@@ -238,6 +269,8 @@ def scale_by_adamax(
     *,
     mu_dtype: DTypeLike | None = None,
     nu_dtype: DTypeLike | None = None,
+    state_bits: int | None = None,
+    block_size: int | None = None,
 ) -> optax.GradientTransformation:
     r"""Adamax's rescaling, with ``optax.scale_by_adamax``'s signature and state class.
 
@@ -250,6 +283,8 @@ def scale_by_adamax(
       b1, b2: decays, in ``[0, 1)``.
       eps: added to ``|g|`` inside the maximum.
       mu_dtype, nu_dtype: state dtypes (adamjax only).
+      state_bits: quantized moments (None, 8 or 4 bits), as in :func:`scale_by_adam`.
+      block_size: elements per quantization block, as in :func:`scale_by_adam`.
 
     Returns:
       An ``optax.GradientTransformation`` with ``optax.ScaleByAdamState``.
@@ -266,7 +301,16 @@ def scale_by_adamax(
     """
     _checks.check_nonnegative("scale_by_adamax", "eps", eps)
     config = _core.make_config(
-        "scale_by_adamax", b1, b2, 0.0, eps, power=math.inf, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+        "scale_by_adamax",
+        b1,
+        b2,
+        0.0,
+        eps,
+        power=math.inf,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+        state_bits=state_bits,
+        block_size=block_size,
     )
     return _core.transformation(config, "scale_by_adamax")
 

@@ -11,9 +11,7 @@ vectorised reductions, and with it the last bits of a global norm.
 import os
 
 FAST_COMPILE_FLAGS = (
-    "--xla_cpu_use_fusion_emitters=false"
-    if os.environ.get("ADAMJAX_TEST_DEFAULT_XLA", "") in ("", "0")
-    else ""
+    "--xla_cpu_use_fusion_emitters=false" if os.environ.get("ADAMJAX_TEST_DEFAULT_XLA", "") in ("", "0") else ""
 )
 
 

@@ -44,7 +44,8 @@ CONSTRUCTORS = {
 }
 # Checked in tests/test_family.py (not numbers or flags): RAdam's eps placement, ADOPT's
 # clipping function, Adam-mini's block function.
-NOT_NUMERIC = {"eps_placement", "clip_value_fn", "block_axes"}
+# state_bits / block_size set the state layout; tests/test_quantized_adam.py checks their refusals.
+NOT_NUMERIC = {"eps_placement", "clip_value_fn", "block_axes", "state_bits", "block_size"}
 
 
 def arguments(func_name):
