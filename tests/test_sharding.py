@@ -408,6 +408,25 @@ def test_sharded_training_example_on_8_devices_matches_one_device(axes):
     assert reference[-1] < 0.5 * reference[0]
 
 
+@pytest.mark.parametrize("axes", KINDS)
+def test_zero1_training_example_on_8_devices_matches_one_device(axes):
+    steps = 40
+    args = ("--zero1", "--axes", axes, "--steps", str(steps))
+    out = run_on_8_cpu_devices(str(EXAMPLES / "sharded_training.py"), *args).stdout
+    assert f"8 cpu devices in 1 process(es); mesh {{'data': 8}}, {axes} axes" in out
+    assert "first layer's mu: P(None, 'data'), split over data (its weight: P())" in out
+    # The gradient all-reduce of data parallelism and the gather of the updated parameters.
+    assert "collectives in the compiled training step: all-gather, all-reduce" in out
+    assert "state kept its sharding: True" in out
+    numbers = example_output_numbers(out)
+    # Every moment but the last layer's (1,) bias is split 8 ways; the count is replicated.
+    assert numbers["held"] == pytest.approx(numbers["full"] / 8, rel=2e-3)
+    reference = single_device_example(steps)
+    for step, loss in numbers["losses"].items():
+        # The gradient of the batch is summed across 8 devices in another order.
+        assert loss == pytest.approx(reference[step], rel=1e-5)
+
+
 @functools.cache
 def single_device_example(steps: int) -> list[float]:
     """The example's losses on this process's one device."""
