@@ -15,6 +15,12 @@ the parameters' sharding through ``adamjax.state_shardings``, so no device
 ever holds a full copy of the optimizer state, and the optimizer update runs
 without any communication (the script checks the compiled HLO).
 
+``--zero1`` trains data-parallel instead: one ``"data"`` axis over every
+device, the parameters replicated on it, and Adam's state split over it with
+``adamjax.state_shardings(tx, params, shard_state_over="data")`` (ZeRO stage 1,
+Rajbhandari et al. 2020), so each of N devices keeps 1/N of the moments; the
+step then gathers the updated parameters after the gradient all-reduce.
+
 ``--axes explicit`` (the default) uses JAX's explicit sharding (``jax.set_mesh``,
 shardings in the types); ``--axes auto`` uses classic automatic axes, where
 ``jit`` needs ``out_shardings`` to create the state sharded. With
@@ -43,8 +49,13 @@ GLOBAL_BATCH = 512
 COLLECTIVES = re.compile(r"\b(all-gather|all-reduce|reduce-scatter|collective-permute|all-to-all)(-start)?\b")
 
 
-def make_mesh(axis_type: AxisType) -> jax.sharding.Mesh:
-    """``(data, fsdp)``: across hosts x within a host, or 2 x n/2 on one host with an even device count."""
+def make_mesh(axis_type: AxisType, zero1: bool = False) -> jax.sharding.Mesh:
+    """``(data, fsdp)``: across hosts x within a host, or 2 x n/2 on one host with an even device count.
+
+    With ``zero1``, one ``data`` axis over every device.
+    """
+    if zero1:
+        return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(axis_type,))
     devices, processes = jax.device_count(), jax.process_count()
     if processes > 1:
         shape = (processes, devices // processes)
@@ -107,41 +118,64 @@ def bytes_on_one_device(tree: Any) -> tuple[int, int]:
     return held, sum(leaf.nbytes for leaf in leaves)
 
 
-def train(axes: str = "explicit", steps: int = 200, log_every: int = 50, verbose: bool = True) -> list[float]:
-    """Trains on the current devices and returns the loss of every step."""
+def train(
+    axes: str = "explicit", steps: int = 200, log_every: int = 50, verbose: bool = True, zero1: bool = False
+) -> list[float]:
+    """Trains on the current devices and returns the loss of every step.
+
+    FSDP over ``(data, fsdp)``, or with ``zero1`` data parallelism with the
+    optimizer state split over ``data``.
+    """
     say = print if verbose and jax.process_index() == 0 else (lambda *args, **kwargs: None)
-    mesh = make_mesh(AxisType.Explicit if axes == "explicit" else AxisType.Auto)
-    fsdp_size = mesh.shape["fsdp"]
+    mesh = make_mesh(AxisType.Explicit if axes == "explicit" else AxisType.Auto, zero1)
+    fsdp_size = 0 if zero1 else mesh.shape["fsdp"]
     devices = f"{jax.device_count()} {jax.devices()[0].platform} devices in {jax.process_count()} process(es)"
     say(f"{devices}; mesh {dict(mesh.shape)}, {axes} axes")
 
     with jax.set_mesh(mesh):
         shapes = jax.eval_shape(init_mlp, jax.random.key(0))
-        param_shardings = jax.tree.map(lambda s: NamedSharding(mesh, fsdp_spec(s.shape, fsdp_size)), shapes)
+        param_shardings = jax.tree.map(
+            lambda s: NamedSharding(mesh, P() if zero1 else fsdp_spec(s.shape, fsdp_size)), shapes
+        )
         # Each device draws only its own slices of the weights.
         params = jax.jit(init_mlp, out_shardings=param_shardings)(jax.random.key(0))
 
         warmup = max(1, steps // 10)
         schedule = optax.warmup_cosine_decay_schedule(0.0, 3e-3, warmup_steps=warmup, decay_steps=warmup + steps)
         tx = adamjax.adamw(schedule, weight_decay=1e-4)
-        state_shardings = adamjax.state_shardings(tx, params)
+        state_shardings = adamjax.state_shardings(tx, params, shard_state_over="data" if zero1 else None)
         opt_state = jax.jit(tx.init, out_shardings=state_shardings)(params)
         held, full = bytes_on_one_device(opt_state)
         say(f"Adam state: {held / 1024:.1f} KiB on each device of {full / 1024:.1f} KiB in all")
-        say(f"  first layer's mu: {opt_state[0].mu[0]['w'].sharding.spec}, like its weight")
+        mu_spec = opt_state[0].mu[0]["w"].sharding.spec
+        if zero1:
+            say(f"  first layer's mu: {mu_spec}, split over data (its weight: {params[0]['w'].sharding.spec})")
+        else:
+            say(f"  first layer's mu: {mu_spec}, like its weight")
 
         # The parameters stand in for gradients: same shapes, same shardings.
         update = jax.jit(tx.update).lower(params, opt_state, params).compile()
         found = sorted({m.group(0) for m in COLLECTIVES.finditer(update.as_text())})
         say(f"collectives in the compiled optimizer update: {', '.join(found) or 'none'}")
 
-        @jax.jit
         def train_step(params, opt_state, x, y):
             loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss
 
-        batch_sharding = NamedSharding(mesh, P(("data", "fsdp")))
+        batch_sharding = NamedSharding(mesh, P("data" if zero1 else ("data", "fsdp")))
+        # Parameters and state keep their layouts from step to step and are updated in place.
+        train_step = jax.jit(
+            train_step,
+            in_shardings=(param_shardings, state_shardings, batch_sharding, batch_sharding),
+            out_shardings=(param_shardings, state_shardings, NamedSharding(mesh, P())),
+            donate_argnums=(0, 1),
+        )
+        if zero1:
+            x, y = device_batch(0, batch_sharding)
+            compiled = train_step.lower(params, opt_state, x, y).compile()
+            found = sorted({m.group(0) for m in COLLECTIVES.finditer(compiled.as_text())})
+            say(f"collectives in the compiled training step: {', '.join(found) or 'none'}")
         losses = []
         start = time.perf_counter()
         for step in range(steps):
@@ -166,12 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--axes", choices=("explicit", "auto"), default="explicit", help="mesh axis type")
     parser.add_argument("--steps", type=int, default=200, help="training steps")
     parser.add_argument(
+        "--zero1", action="store_true", help="data parallelism, Adam's state split over the devices (ZeRO-1)"
+    )
+    parser.add_argument(
         "--distributed", action="store_true", help="call jax.distributed.initialize() first (multi-host)"
     )
     args = parser.parse_args(argv)
     if args.distributed:
         jax.distributed.initialize()
-    train(args.axes, args.steps)
+    train(args.axes, args.steps, zero1=args.zero1)
     return 0
 
 

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import sharding_worker as worker
+import zero1_worker
 from compile_flags import xla_flags
 from helpers import EXAMPLES, checkout_env, run_python
 from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
@@ -198,6 +199,188 @@ def test_state_shardings_on_one_device_and_its_errors():
         adamjax.state_shardings(tx, mixed)
 
 
+def test_shard_state_over_on_a_one_device_mesh_and_its_errors():
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    params = jax.device_put({"w": jnp.ones((4, 6), jnp.float32), "s": jnp.ones((), jnp.float32)}, replicated)
+    tx = adamjax.amsgrad(1e-3)
+    shardings = adamjax.state_shardings(tx, params, shard_state_over="data")
+    # The largest dimension takes the axis; scalars and the count stay replicated.
+    assert shardings[0].nu_max["w"] == NamedSharding(mesh, PartitionSpec(None, "data"))
+    assert shardings[0].mu["s"] == shardings[0].count == replicated
+    state = jax.jit(tx.init, out_shardings=shardings)(params)
+    assert state[0].nu["w"].sharding.spec == PartitionSpec(None, "data")
+    # Without the keyword: the parameters' layout, as before.
+    assert adamjax.state_shardings(tx, params)[0].mu["w"].is_equivalent_to(replicated, 2)
+
+    with pytest.raises(
+        ValueError,
+        match=r"`state_shardings\(shard_state_over='model'\)` must be an axis of the parameters' mesh, "
+        r"one of \('data',\), or None",
+    ):
+        adamjax.state_shardings(tx, params, shard_state_over="model")
+    with pytest.raises(
+        TypeError,
+        match=r"`state_shardings\(shard_state_over=...\)` must be the name of a mesh axis \(a str\) or "
+        r"None; got int 0",
+    ):
+        adamjax.state_shardings(tx, params, shard_state_over=0)  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError,
+        match=r"`state_shardings\(shard_state_over='data'\)` needs parameters on a mesh with that axis; "
+        r"these are on one device",
+    ):
+        adamjax.state_shardings(tx, {"w": jnp.ones((4, 6), jnp.float32)}, shard_state_over="data")
+
+
+# ---------------------------------------------------------------- ZeRO stage 1 (tests/zero1_worker.py)
+
+
+@pytest.fixture(scope="module")
+def zero1(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zero1")
+    run_on_8_cpu_devices(str(Path(zero1_worker.__file__)), str(out))
+    with np.load(out / "arrays.npz") as arrays:
+        return json.loads((out / "results.json").read_text()), dict(arrays)
+
+
+ZERO1_CASES = sorted(zero1_worker.CASES)
+# Written out by hand from tests/zero1_worker.py's shapes and quantize's block layout: a (16, 2048)
+# row holds 8 blocks of 256 (8 bits) or 16 of 128 (4 bits), one or two per device, so the row is
+# split; a (64, 512) row would leave 64 elements, not whole blocks, per device, so its rows are split.
+QUANTIZED_SPECS = {
+    "wide": "(None, 'data')",
+    "tall": "('data', None)",
+}
+ZERO1_SIZE = zero1_worker.DEVICES
+
+
+def zero1_expected_spec(name: str, path: str, shape: tuple[int, ...]) -> str:
+    """The ZeRO-1 rule, from the shapes alone: a moment splits its largest dimension 8 divides."""
+    case = zero1_worker.CASES[name]()
+    if name == "quantized" and (".codes" in path or ".scales" in path):
+        return QUANTIZED_SPECS[re.search(r"\['(\w+)'\]", path).group(1)]
+    copy_of_params = path.startswith(".params") or (name == "triple_adam" and path.endswith("[0]"))
+    if not shape or shape not in set(case.shapes.values()) or copy_of_params:
+        return str((None,) * len(shape))
+    fits = [d for d, n in enumerate(shape) if n % ZERO1_SIZE == 0]
+    if not fits:
+        return str((None,) * len(shape))
+    dim = max(fits, key=lambda d: (shape[d], -d))
+    return str(tuple("data" if d == dim else None for d in range(len(shape))))
+
+
+def zero1_split_parameters(name: str) -> list[list[int]]:
+    """Shapes of the parameters whose moments are split: what the compiled step gathers back."""
+    shapes = zero1_worker.CASES[name]().shapes.values()
+    return sorted(list(s) for s in shapes if any(n % ZERO1_SIZE == 0 for n in s))
+
+
+@pytest.mark.parametrize("name", ZERO1_CASES)
+def test_zero1_splits_every_moment_over_data(zero1, name):
+    record = zero1[0]["cases"][name]
+    assert zero1[0]["device_count"] == ZERO1_SIZE
+    expected = [zero1_expected_spec(name, p, tuple(s)) for p, s in zip(record["paths"], record["shapes"], strict=True)]
+    assert record["specs"] == expected
+    assert sum("data" in spec for spec in expected) >= 4  # the case does split something
+    assert record["kept_shardings"]
+
+
+@pytest.mark.parametrize("name", ZERO1_CASES)
+def test_zero1_keeps_an_eighth_of_each_split_moment_per_device(zero1, name):
+    record = zero1[0]["cases"][name]
+    split = sum(n for n, spec in zip(record["nbytes"], record["specs"], strict=True) if "data" in spec)
+    whole = sum(n for n, spec in zip(record["nbytes"], record["specs"], strict=True) if "data" not in spec)
+    assert record["total"] == split + whole and split % ZERO1_SIZE == 0
+    # From the arrays' addressable shards: 1/8 of every split leaf, all of the others.
+    assert record["held"] == split // ZERO1_SIZE + whole
+    # What stays whole: the count, the (3, 5) and scalar moments, and a triple's parameters.
+    copies = record["params_bytes"] if name.startswith("triple") else 0
+    assert whole - copies < 0.01 * record["total"]
+    # From XLA: the step's arguments are the replicated parameters, the replicated gradients
+    # (a triple's state holds its parameters) and this device's part of the state.
+    params_and_grads = (1 if name.startswith("triple") else 2) * record["params_bytes"]
+    assert record["step_memory"]["argument"] == params_and_grads + record["held"]
+    # Donated: the new state and parameters reuse the old buffers.
+    assert record["step_memory"]["alias"] >= record["held"]
+
+
+@pytest.mark.parametrize("name", ZERO1_CASES)
+def test_zero1_step_only_gathers_the_updated_parameters(zero1, name):
+    # On given gradients the update is local to each slice; XLA then gathers the new
+    # parameters (replicated by out_shardings): one all-gather per split parameter, of its shape.
+    record = zero1[0]["cases"][name]
+    ops = {c["op"] for c in record["step_collectives"]}
+    assert ops == {"all-gather"}
+    gathered = sorted(shape for c in record["step_collectives"] for shape in c["shapes"])
+    assert gathered == zero1_split_parameters(name)
+
+
+@pytest.mark.parametrize("name", zero1_worker.TRAINED)
+def test_zero1_training_step_adds_only_the_parameter_gather_to_data_parallelism(zero1, name):
+    train = zero1[0]["cases"][name]["train"]
+    assert {c["op"] for c in train["replicated"]["collectives"]} == {"all-reduce"}
+    assert {c["op"] for c in train["zero1"]["collectives"]} == {"all-reduce", "all-gather"}
+
+    def reduced(layout: str) -> list[int]:
+        shapes = (s for c in train[layout]["collectives"] if c["op"] == "all-reduce" for s in c["shapes"])
+        return sorted(math.prod(s) for s in shapes if s)  # scalars: the loss, the partial norms
+
+    # The gradient all-reduce of data parallelism, one gradient of each parameter the batch
+    # reaches (the (3, 5) penalty's gradient needs none; a scalar's is a scalar)...
+    batch_dependent = [math.prod(zero1_worker.SHAPES[k]) for k in ("w1", "b1", "w2", "b2")]
+    assert reduced("zero1") == reduced("replicated") == sorted(batch_dependent)
+    # ... then the gather of the new parameters, and nothing on the state.
+    gathered = sorted(s for c in train["zero1"]["collectives"] if c["op"] == "all-gather" for s in c["shapes"])
+    assert gathered == zero1_split_parameters(name)
+    # The state held per device: an eighth (and the whole of what cannot split).
+    assert train["zero1"]["held"] < train["replicated"]["held"] / 7
+    saved = train["replicated"]["memory"]["argument"] - train["zero1"]["memory"]["argument"]
+    assert saved == train["replicated"]["held"] - train["zero1"]["held"]
+
+
+def zero1_arrays(arrays: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
+    found = []
+    while f"{prefix}/{len(found)}" in arrays:
+        found.append(arrays[f"{prefix}/{len(found)}"])
+    return found
+
+
+@pytest.mark.parametrize("name", ZERO1_CASES)
+def test_zero1_step_equals_a_one_device_run(zero1, name):
+    got = zero1_arrays(zero1[1], f"{name}/step")
+    replicated = zero1_arrays(zero1[1], f"{name}/replicated")
+    expected = zero1_arrays(zero1[1], f"{name}/one")
+    assert len(got) == len(replicated) == len(expected) > 0
+    for a, r, e in zip(got, replicated, expected, strict=True):
+        assert a.dtype == e.dtype and a.shape == e.shape
+        # Splitting the state changes no bit: the update is elementwise.
+        np.testing.assert_array_equal(a, r)
+        if name == "triple_adam" and a.dtype == np.float32:
+            # The classic triple's parameters (and only they) come out a rounding away from a
+            # one-device run on 8 devices with the state split or not, the unsplit (3, 5) array
+            # too: XLA compiles its x - lr * u differently for a partitioned program.
+            assert np.max(np.abs(a - e)) <= 1e-6 * np.max(np.abs(e)), np.max(np.abs(a - e))
+        else:
+            np.testing.assert_array_equal(a, e)
+    assert sum(a.dtype == np.float32 and a.size > 1 and np.isfinite(a).all() for a in got) >= 8
+
+
+@pytest.mark.parametrize("name", zero1_worker.TRAINED)
+def test_zero1_training_equals_data_parallelism_bit_for_bit_and_one_device_to_rounding(zero1, name):
+    arrays = zero1[1]
+    got = zero1_arrays(arrays, f"{name}/train_zero1")
+    data_parallel = zero1_arrays(arrays, f"{name}/train_replicated")
+    one = zero1_arrays(arrays, f"{name}/train_one")
+    assert len(got) == len(data_parallel) == len(one) > 0
+    for a, d, e in zip(got, data_parallel, one, strict=True):
+        np.testing.assert_array_equal(a, d)
+        # 8 devices sum the batch's gradient in another order than one device does: the
+        # same difference plain data parallelism has, within 1e-6 of each array's scale.
+        if a.dtype == np.float32 and a.size:
+            assert np.max(np.abs(a - e)) <= 1e-6 * np.max(np.abs(e)), np.max(np.abs(a - e))
+
+
 def example_output_numbers(stdout: str) -> dict[str, object]:
     losses = {int(step): float(loss) for step, loss in re.findall(r"step\s+(\d+)\s+loss ([\d.]+)", stdout)}
     held, full = map(float, re.search(r"Adam state: ([\d.]+) KiB on each device of ([\d.]+) KiB", stdout).groups())
@@ -223,6 +406,25 @@ def test_sharded_training_example_on_8_devices_matches_one_device(axes):
         # The batch mean and the matmuls are summed in another order across 8 devices.
         assert loss == pytest.approx(reference[step], rel=1e-5)
     assert reference[-1] < 0.5 * reference[0]
+
+
+@pytest.mark.parametrize("axes", KINDS)
+def test_zero1_training_example_on_8_devices_matches_one_device(axes):
+    steps = 40
+    args = ("--zero1", "--axes", axes, "--steps", str(steps))
+    out = run_on_8_cpu_devices(str(EXAMPLES / "sharded_training.py"), *args).stdout
+    assert f"8 cpu devices in 1 process(es); mesh {{'data': 8}}, {axes} axes" in out
+    assert "first layer's mu: P(None, 'data'), split over data (its weight: P())" in out
+    # The gradient all-reduce of data parallelism and the gather of the updated parameters.
+    assert "collectives in the compiled training step: all-gather, all-reduce" in out
+    assert "state kept its sharding: True" in out
+    numbers = example_output_numbers(out)
+    # Every moment but the last layer's (1,) bias is split 8 ways; the count is replicated.
+    assert numbers["held"] == pytest.approx(numbers["full"] / 8, rel=2e-3)
+    reference = single_device_example(steps)
+    for step, loss in numbers["losses"].items():
+        # The gradient of the batch is summed across 8 devices in another order.
+        assert loss == pytest.approx(reference[step], rel=1e-5)
 
 
 @functools.cache
