@@ -481,12 +481,8 @@ def record_steps() -> Iterator[list]:
         _RECORDER.reset(token)
 
 
-def add_coupled_decay(func: str, grads: list[jax.Array], params: Any, treedef: Any, rate: Any) -> list[jax.Array]:
-    r"""PyTorch's coupled L2 term :math:`g \leftarrow g + \lambda \theta`, before the moments see ``g``.
-
-    The product is taken in float32 or wider and rounded once to the
-    gradient's dtype, so a float32 decay keeps bfloat16 gradients bfloat16.
-    """
+def decay_param_leaves(func: str, params: Any, treedef: Any) -> list[Any]:
+    """The parameter leaves a weight decay multiplies, after checking they are given and fit the state's tree."""
     if params is None:
         raise ValueError(f"`{func}(weight_decay=...)` needs the parameters: call `update(grads, state, params)`.")
     if jax.tree.structure(params) != treedef:
@@ -494,7 +490,16 @@ def add_coupled_decay(func: str, grads: list[jax.Array], params: Any, treedef: A
             f"{func}: the parameter tree does not match the tree the optimizer state was initialised with.\n"
             f"  parameters: {jax.tree.structure(params)}\n  state:      {treedef}"
         )
-    param_leaves = treedef.flatten_up_to(params)
+    return treedef.flatten_up_to(params)
+
+
+def add_coupled_decay(func: str, grads: list[jax.Array], params: Any, treedef: Any, rate: Any) -> list[jax.Array]:
+    r"""PyTorch's coupled L2 term :math:`g \leftarrow g + \lambda \theta`, before the moments see ``g``.
+
+    The product is taken in float32 or wider and rounded once to the
+    gradient's dtype, so a float32 decay keeps bfloat16 gradients bfloat16.
+    """
+    param_leaves = decay_param_leaves(func, params, treedef)
     for g, p in zip(grads, param_leaves, strict=True):
         if jnp.shape(g) != jnp.shape(p):
             raise ValueError(f"{func}: a parameter of shape {jnp.shape(p)} meets a gradient of shape {jnp.shape(g)}.")
@@ -549,14 +554,7 @@ def decay_masks(func: str, mask: Any, tree: Any, treedef: Any) -> list[bool]:
 
 def decay_params(func: str, config: AdamConfig, updates: Any, params: Any, treedef: Any) -> list[jax.Array | None]:
     """The parameter leaves the in-core decoupled decay multiplies (None for arrays the mask leaves out)."""
-    if params is None:
-        raise ValueError(f"`{func}(weight_decay=...)` needs the parameters: call `update(grads, state, params)`.")
-    if jax.tree.structure(params) != treedef:
-        raise TypeError(
-            f"{func}: the parameter tree does not match the tree the optimizer state was initialised with.\n"
-            f"  parameters: {jax.tree.structure(params)}\n  state:      {treedef}"
-        )
-    leaves = treedef.flatten_up_to(params)
+    leaves = decay_param_leaves(func, params, treedef)
     # optax.masked calls a callable mask with the updates it masks (here: the gradients).
     flags = (
         [True] * len(leaves) if config.decay_mask is None else decay_masks(func, config.decay_mask, updates, treedef)

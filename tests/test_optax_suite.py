@@ -57,6 +57,10 @@ def _run(module: str, tmp_path: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(SUITES), env["PYTHONPATH"]])
     # optax's sharding tests need several devices; simulated CPU devices run them instead of skipping.
     env["XLA_FLAGS"] = xla_flags("--xla_force_host_platform_device_count=8")
+    # The run's compilation cache (tests/conftest.py): optax's parametrized cases compile many identical programs.
+    env["JAX_COMPILATION_CACHE_DIR"] = os.environ["ADAMJAX_TEST_XLA_CACHE"]
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     result = subprocess.run(
         [
             sys.executable,
