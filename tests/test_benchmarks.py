@@ -144,3 +144,23 @@ def test_which_path_table_is_computed_from_the_rows(quick_output):
     assert fastest in names
     measured = {row[0]: float(row[4].rstrip("x")) for row in table_rows(quick_output, "variant", "compared with")}
     assert float(ratio.rstrip("x)")) == pytest.approx(min(measured[name] for name in names), abs=0.006)
+
+
+def test_memory_table_counts_every_setting_and_xla_agrees():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "memory.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--width", "256", "--layers", "1", "--vocab", "2048"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {row[0]: row[1:] for row in table_rows(result.stdout, "state", "bytes / parameter (arrays)")}
+    assert len(rows) == 6
+    for arrays, xla, _ in rows.values():
+        assert xla == arrays  # XLA's donated step holds exactly the state's arrays
+    per = {name: float(values[0]) for name, values in rows.items()}
+    assert per["float32 Adam (optax's layout)"] == 8.0
+    assert per["bfloat16 mu and nu"] == 4.0
+    assert per["8-bit moments (state_bits=8)"] <= 2.1 and per["4-bit moments (state_bits=4)"] <= 1.1
+    assert 4.0 < per["Adam-mini (one nu per row)"] < 4.1
