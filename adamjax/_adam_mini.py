@@ -94,6 +94,8 @@ def adam_mini(
     cautious: bool = False,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adam-mini: AdamW with one second moment per block (about half of Adam's state for matrices).
 
@@ -121,6 +123,8 @@ def adam_mini(
       cautious: cautious masking (Liang et al. 2024).
       state_bits: quantized moments (None, 8 or 4 bits), as in :func:`adamjax.scale_by_adam`.
       block_size: elements per quantization block, as in :func:`adamjax.scale_by_adam`.
+      rounding: ``"nearest"``, ``"stochastic"`` or ``"kahan"`` for 16-bit weights, as in :func:`adamjax.adam`.
+      seed: the seed of stochastic rounding (None: 0).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.

@@ -142,6 +142,8 @@ def ademamix(
     cautious: bool = False,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdEMAMix (``optax.contrib.ademamix``): AdamW with a slow momentum mixed in.
 
@@ -164,6 +166,8 @@ def ademamix(
       cautious: cautious masking (Liang et al. 2024).
       state_bits: quantized moments (None, 8 or 4 bits), as in :func:`adamjax.scale_by_adam`.
       block_size: elements per quantization block, as in :func:`adamjax.scale_by_adam`.
+      rounding: ``"nearest"``, ``"stochastic"`` or ``"kahan"`` for 16-bit weights, as in :func:`adamjax.adam`.
+      seed: the seed of stochastic rounding (None: 0).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.

@@ -182,6 +182,8 @@ def adopt(
     cautious: bool = False,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""ADOPT (``optax.contrib.adopt``), clipping included.
 
@@ -203,6 +205,8 @@ def adopt(
       cautious: cautious masking (Liang et al. 2024).
       state_bits: quantized moments (None, 8 or 4 bits), as in :func:`adamjax.scale_by_adam`.
       block_size: elements per quantization block, as in :func:`adamjax.scale_by_adam`.
+      rounding: ``"nearest"``, ``"stochastic"`` or ``"kahan"`` for 16-bit weights, as in :func:`adamjax.adam`.
+      seed: the seed of stochastic rounding (None: 0).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core, _fused, _nadam, _numerics
+from adamjax import _checks, _core, _fused, _nadam, _numerics, _rounding
 from adamjax._transform import scale_by_learning_rate
 from adamjax._types import ArrayLike, DTypeLike, ScalarOrSchedule
 
@@ -119,6 +119,8 @@ def _build(
     core and adds no state.
     """
     switches = {name: value for name, value in args.items() if name not in consumed} | fixed
+    rounding, seed = switches.pop("rounding", "nearest"), switches.pop("seed", None)
+    _rounding.check_rounding(func, rounding, seed)
     learning_rate = switches.pop("learning_rate")
     b1, b2, eps, eps_root = (switches.pop(name) for name in ("b1", "b2", "eps", "eps_root"))
     decoupled_decay = switches.pop("weight_decay") if decoupled else _NO_DECAY
@@ -133,6 +135,8 @@ def _build(
         parts.append(_decoupled_decay(func, decoupled_decay, mask))
     parts.extend(after_decay)
     parts.append(scale_by_learning_rate(learning_rate, func=func))
+    if rounding != "nearest":
+        parts.append(_rounding.rounding_transformation(func, rounding, seed))
     chain = optax.chain(*parts)
     spec = _fused.FusedSpec(
         func,
@@ -141,6 +145,7 @@ def _build(
         None if decoupled_decay is _NO_DECAY else _checks.checked_schedule(func, "weight_decay", decoupled_decay),
         masked=mask is not None,
         after_decay="a per-array trust ratio" if after_decay else None,
+        rounding=rounding,
     )
     return _fused.attach(spec, chain)
 
@@ -163,6 +168,8 @@ def adam(
     cautious: bool = False,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adam (``optax.adam``), with PyTorch's coupled L2 ``weight_decay`` as an option.
 
@@ -210,6 +217,12 @@ def adam(
     scale per ``block_size`` elements (Dettmers et al. 2022; see
     :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
 
+    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
+    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
+    state) picks the new weight, and the update is chosen so that
+    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
+    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
+
     Returns:
       An ``optax.GradientTransformationExtraArgs`` (an ``optax.chain``).
 
@@ -247,6 +260,8 @@ def adamw(
     cautious: bool = False,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdamW: Adam with decoupled weight decay (``optax.adamw``).
 
@@ -281,6 +296,12 @@ def adamw(
     scale per ``block_size`` elements (Dettmers et al. 2022; see
     :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
 
+    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
+    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
+    state) picks the new weight, and the update is chosen so that
+    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
+    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
+
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
 
@@ -313,6 +334,8 @@ def nadam(
     momentum_decay: ArrayLike | None = None,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""NAdam: Adam with Nesterov momentum, in optax's form (``optax.nadam``).
 
@@ -345,6 +368,12 @@ def nadam(
     with at least 4,096 elements as blockwise-quantized codes with a float32
     scale per ``block_size`` elements (Dettmers et al. 2022; see
     :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
+
+    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
+    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
+    state) picks the new weight, and the update is chosen so that
+    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
+    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -382,6 +411,8 @@ def nadamw(
     cautious: bool = False,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""NAdamW: :func:`nadam` with decoupled weight decay (``optax.nadamw``).
 
@@ -406,6 +437,12 @@ def nadamw(
     with at least 4,096 elements as blockwise-quantized codes with a float32
     scale per ``block_size`` elements (Dettmers et al. 2022; see
     :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
+
+    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
+    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
+    state) picks the new weight, and the update is chosen so that
+    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
+    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
@@ -439,6 +476,8 @@ def amsgrad(
     cautious: bool = False,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AMSGrad with PyTorch's convention (``torch.optim.Adam(amsgrad=True)``).
 
@@ -473,6 +512,12 @@ def amsgrad(
     scale per ``block_size`` elements (Dettmers et al. 2022; see
     :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
 
+    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
+    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
+    state) picks the new weight, and the update is chosen so that
+    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
+    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
+
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
 
@@ -505,6 +550,8 @@ def adamax(
     cautious: bool = False,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adamax, Adam's infinity-norm variant (``optax.adamax``, ``torch.optim.Adamax``).
 
@@ -533,6 +580,12 @@ def adamax(
     with at least 4,096 elements as blockwise-quantized codes with a float32
     scale per ``block_size`` elements (Dettmers et al. 2022; see
     :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
+
+    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
+    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
+    state) picks the new weight, and the update is chosen so that
+    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
+    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -564,6 +617,8 @@ def adamaxw(
     cautious: bool = False,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdamaxW: :func:`adamax` with decoupled weight decay (``optax.adamaxw``).
 
@@ -585,6 +640,12 @@ def adamaxw(
     with at least 4,096 elements as blockwise-quantized codes with a float32
     scale per ``block_size`` elements (Dettmers et al. 2022; see
     :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
+
+    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
+    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
+    state) picks the new weight, and the update is chosen so that
+    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
+    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
@@ -617,6 +678,8 @@ def adabelief(
     cautious: bool = False,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdaBelief: Adam with the centered second moment (``optax.adabelief``).
 
@@ -645,6 +708,12 @@ def adabelief(
     with at least 4,096 elements as blockwise-quantized codes with a float32
     scale per ``block_size`` elements (Dettmers et al. 2022; see
     :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
+
+    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
+    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
+    state) picks the new weight, and the update is chosen so that
+    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
+    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.

@@ -37,6 +37,7 @@ class FusedSpec(NamedTuple):
     decoupled_decay: Any  # None: the chain has no decoupled term
     masked: bool = False  # the decoupled decay has a mask (the kernel decays every array)
     after_decay: str | None = None  # what the chain does after the decay (LAMB's trust ratio), if anything
+    rounding: str = "nearest"  # how 16-bit weights are rounded (a last chain member unless "nearest")
 
 
 def variant_reason(config: _core.AdamConfig) -> str | None:
@@ -162,6 +163,8 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tu
         return "a masked weight decay has no native kernel (the kernel decays every array)"
     if spec.after_decay is not None:
         return f"{spec.after_decay} after the decay has no native kernel"
+    if spec.rounding != "nearest":
+        return f'rounding="{spec.rounding}" of 16-bit weights has no native kernel'
     if _core._RECORDER.get() is not None:
         return "the simulator is recording the core's internals"
     if jax.default_backend() != "cpu":

@@ -26,7 +26,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -236,3 +236,93 @@ def rounded_update(
             raise ValueError('`rounded_update(rounding="kahan")` needs `compensation=` (zeros like param at first).')
         target, new_compensation = kahan_add(param, update, compensation)
     return landing_update(param, target), new_compensation
+
+
+class RoundingState(NamedTuple):
+    """State of :func:`rounding_transformation`.
+
+    Attributes:
+      key: the ``jax.random`` key data (uint32) of the next stochastic step;
+        unused by ``"kahan"``.
+      compensation: Kahan's buffer per parameter (the parameter's dtype, for
+        16-bit parameters; ``None`` elsewhere and for ``"stochastic"``).
+    """
+
+    key: jax.Array
+    compensation: Any
+
+
+def check_rounding(func: str, rounding: Any, seed: Any) -> None:
+    """Validates ``rounding`` and ``seed`` when an optimizer is built."""
+    if rounding not in ROUNDING_MODES:
+        raise ValueError(f"`{func}(rounding=...)` must be one of {ROUNDING_MODES}; got {rounding!r}.")
+    if isinstance(seed, jax.Array) or hasattr(seed, "aval"):  # an array or a tracer
+        raise TypeError(
+            f"`{func}(seed=...)` must be a Python int, not an array; with optax.inject_hyperparams "
+            "pass static_args=('seed',)."
+        )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"`{func}(seed=...)` must be a non-negative Python int or None; got {seed!r}.")
+
+
+def rounding_transformation(func: str, rounding: str, seed: int | None = None) -> Any:
+    r"""The chain member that lands 16-bit weights on a stochastically or Kahan-rounded value.
+
+    It comes last in a chain (after the learning rate). For each bfloat16 or
+    float16 parameter :math:`\theta` with update :math:`u`, it picks the new
+    weight :math:`\theta' = \mathrm{round}(\theta + u)` by ``rounding`` and
+    returns :func:`landing_update` (float32), so ``optax.apply_updates``
+    stores exactly :math:`\theta'`; other parameters' updates pass unchanged.
+    Stochastic rounding draws from ``seed`` and the step count (deterministic
+    given the seed); Kahan keeps a 16-bit compensation buffer per parameter.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from adamjax._rounding import rounding_transformation
+      >>> tx = rounding_transformation("demo", "kahan")
+      >>> p = jnp.ones(2, jnp.bfloat16)
+      >>> s = tx.init(p)
+      >>> for _ in range(100):
+      ...     u, s = tx.update(jnp.full(2, 1e-4, jnp.bfloat16), s, p)
+      ...     with jax.numpy_dtype_promotion("standard"):
+      ...         p = optax.apply_updates(p, u)
+      >>> float(p[0])  # round-to-nearest would leave 1.0
+      1.0078125
+    """
+    import optax
+
+    check_rounding(func, rounding, seed)
+
+    def init_fn(params: Any) -> RoundingState:
+        low = lambda p: jnp.dtype(jnp.result_type(p)) in _LOW_PRECISION  # noqa: E731
+        compensation = jax.tree.map(lambda p: jnp.zeros_like(p) if rounding == "kahan" and low(p) else None, params)
+        return RoundingState(jax.random.key_data(jax.random.key(seed or 0)), compensation)
+
+    def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, RoundingState]:
+        if params is None:
+            raise ValueError(
+                f'`{func}(rounding="{rounding}")` needs the parameters: call `update(grads, state, params)`.'
+            )
+        treedef = jax.tree.structure(updates)
+        update_leaves, param_leaves = treedef.flatten_up_to(updates), treedef.flatten_up_to(params)
+        comp_leaves = treedef.flatten_up_to(state.compensation)
+        key = jax.random.wrap_key_data(state.key)
+        step_key, next_key = jax.random.split(key)
+        out, new_comp = [], []
+        for index, (u, p, c) in enumerate(zip(update_leaves, param_leaves, comp_leaves, strict=True)):
+            if jnp.dtype(jnp.result_type(p)) not in _LOW_PRECISION:
+                out.append(u)
+                new_comp.append(c)
+                continue
+            landed, c2 = rounded_update(
+                p,
+                jnp.asarray(u).astype(jnp.float32),
+                rounding=rounding,
+                key=jax.random.fold_in(step_key, index),
+                compensation=c,
+            )
+            out.append(landed)
+            new_comp.append(c2)
+        return treedef.unflatten(out), RoundingState(jax.random.key_data(next_key), treedef.unflatten(new_comp))
+
+    return optax.GradientTransformation(init_fn, update_fn)

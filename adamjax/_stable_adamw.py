@@ -36,6 +36,8 @@ def stable_adamw(
     cautious: bool = False,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""StableAdamW: :func:`adamjax.adamw` with update clipping that scales the decay too (Wortsman et al. 2023).
 
@@ -69,6 +71,8 @@ def stable_adamw(
       cautious: cautious masking (Liang et al. 2024), before the clipping.
       state_bits: quantized moments (None, 8 or 4 bits), as in :func:`adamjax.scale_by_adam`.
       block_size: elements per quantization block, as in :func:`adamjax.scale_by_adam`.
+      rounding: ``"nearest"``, ``"stochastic"`` or ``"kahan"`` for 16-bit weights, as in :func:`adamjax.adam`.
+      seed: the seed of stochastic rounding (None: 0).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.

@@ -44,8 +44,9 @@ CONSTRUCTORS = {
 }
 # Checked in tests/test_family.py (not numbers or flags): RAdam's eps placement, ADOPT's
 # clipping function, Adam-mini's block function.
-# state_bits / block_size set the state layout; tests/test_quantized_adam.py checks their refusals.
-NOT_NUMERIC = {"eps_placement", "clip_value_fn", "block_axes", "state_bits", "block_size"}
+# state_bits / block_size set the state layout, rounding / seed the 16-bit weights; tests/test_quantized_adam.py
+# and tests/test_rounding_aliases.py check their refusals.
+NOT_NUMERIC = {"eps_placement", "clip_value_fn", "block_axes", "state_bits", "block_size", "rounding", "seed"}
 
 
 def arguments(func_name):
