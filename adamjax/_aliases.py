@@ -287,20 +287,8 @@ def adamw(
       nesterov: Nesterov momentum (``optax.adamw(nesterov=True)``).
       amsgrad, nu_dtype: adamjax's switches of :func:`scale_by_adam`.
 
-    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
-    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
-    :func:`adamjax._stages.cautious`).
-
-    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
-    with at least 4,096 elements as blockwise-quantized codes with a float32
-    scale per ``block_size`` elements (Dettmers et al. 2022; see
-    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
-
-    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
-    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
-    state) picks the new weight, and the update is chosen so that
-    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
-    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
+    ``cautious``, ``state_bits``, ``block_size``, ``rounding`` and ``seed``: as in
+    :func:`adam` (cautious masking, quantized moments, 16-bit weight rounding).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
@@ -360,20 +348,8 @@ def nadam(
       weight_decay: coupled L2, as in :func:`adam` (adamjax only).
       nu_dtype: dtype of the second moment (adamjax only).
 
-    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
-    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
-    :func:`adamjax._stages.cautious`).
-
-    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
-    with at least 4,096 elements as blockwise-quantized codes with a float32
-    scale per ``block_size`` elements (Dettmers et al. 2022; see
-    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
-
-    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
-    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
-    state) picks the new weight, and the update is chosen so that
-    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
-    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
+    ``cautious``, ``state_bits``, ``block_size``, ``rounding`` and ``seed``: as in
+    :func:`adam` (cautious masking, quantized moments, 16-bit weight rounding).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -429,20 +405,8 @@ def nadamw(
       nesterov: as ``optax.nadamw``.
       nu_dtype: dtype of the second moment (adamjax only).
 
-    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
-    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
-    :func:`adamjax._stages.cautious`).
-
-    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
-    with at least 4,096 elements as blockwise-quantized codes with a float32
-    scale per ``block_size`` elements (Dettmers et al. 2022; see
-    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
-
-    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
-    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
-    state) picks the new weight, and the update is chosen so that
-    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
-    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
+    ``cautious``, ``state_bits``, ``block_size``, ``rounding`` and ``seed``: as in
+    :func:`adam` (cautious masking, quantized moments, 16-bit weight rounding).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
@@ -503,20 +467,8 @@ def amsgrad(
       weight_decay: coupled L2, as in :func:`adam` (adamjax only).
       nu_dtype: dtype of ``nu`` and ``nu_max`` (adamjax only).
 
-    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
-    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
-    :func:`adamjax._stages.cautious`).
-
-    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
-    with at least 4,096 elements as blockwise-quantized codes with a float32
-    scale per ``block_size`` elements (Dettmers et al. 2022; see
-    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
-
-    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
-    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
-    state) picks the new weight, and the update is chosen so that
-    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
-    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
+    ``cautious``, ``state_bits``, ``block_size``, ``rounding`` and ``seed``: as in
+    :func:`adam` (cautious masking, quantized moments, 16-bit weight rounding).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -572,20 +524,8 @@ def adamax(
       weight_decay: coupled L2, as ``torch.optim.Adamax(weight_decay=...)`` (adamjax only).
       mu_dtype, nu_dtype: state dtypes (adamjax only).
 
-    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
-    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
-    :func:`adamjax._stages.cautious`).
-
-    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
-    with at least 4,096 elements as blockwise-quantized codes with a float32
-    scale per ``block_size`` elements (Dettmers et al. 2022; see
-    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
-
-    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
-    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
-    state) picks the new weight, and the update is chosen so that
-    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
-    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
+    ``cautious``, ``state_bits``, ``block_size``, ``rounding`` and ``seed``: as in
+    :func:`adam` (cautious masking, quantized moments, 16-bit weight rounding).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -632,20 +572,8 @@ def adamaxw(
       weight_decay, mask: as in :func:`adamw`.
       mu_dtype, nu_dtype: state dtypes (adamjax only).
 
-    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
-    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
-    :func:`adamjax._stages.cautious`).
-
-    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
-    with at least 4,096 elements as blockwise-quantized codes with a float32
-    scale per ``block_size`` elements (Dettmers et al. 2022; see
-    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
-
-    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
-    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
-    state) picks the new weight, and the update is chosen so that
-    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
-    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
+    ``cautious``, ``state_bits``, ``block_size``, ``rounding`` and ``seed``: as in
+    :func:`adam` (cautious masking, quantized moments, 16-bit weight rounding).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
@@ -700,20 +628,8 @@ def adabelief(
       weight_decay: coupled L2, as in :func:`adam` (adamjax only).
       mu_dtype, nu_dtype: state dtypes (adamjax only).
 
-    Cautious masking: ``cautious=True`` keeps each update only where it agrees in
-    sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
-    :func:`adamjax._stages.cautious`).
-
-    Quantized moments: ``state_bits=8`` or ``4`` stores the moments of arrays
-    with at least 4,096 elements as blockwise-quantized codes with a float32
-    scale per ``block_size`` elements (Dettmers et al. 2022; see
-    :func:`scale_by_adam`), about 2 or 1 bytes per parameter instead of 8.
-
-    16-bit weights: with bfloat16 or float16 parameters, ``rounding="stochastic"``
-    (drawn from ``seed``, None meaning 0) or ``"kahan"`` (a 16-bit compensation buffer in the
-    state) picks the new weight, and the update is chosen so that
-    ``optax.apply_updates`` stores exactly it; ``"nearest"`` (the default) is
-    plain rounding (:func:`adamjax._rounding.rounding_transformation`).
+    ``cautious``, ``state_bits``, ``block_size``, ``rounding`` and ``seed``: as in
+    :func:`adam` (cautious masking, quantized moments, 16-bit weight rounding).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.

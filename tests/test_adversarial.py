@@ -669,6 +669,19 @@ def test_triple_empty_trees(name, empty):
     assert get_params(update(1, empty, state)) == empty
 
 
+def _step_with_empty_arrays(tx, values, state, params, dtype):
+    """One update with zero-size arrays beside ``values``; checks the updates keep every shape and dtype."""
+    grads = {
+        "empty": jnp.zeros((0,), dtype),
+        "empty_matrix": jnp.zeros((3, 0), dtype),
+        **{k: jnp.asarray(v, dtype) for k, v in values.items()},
+    }
+    updates, state = tx.update(grads, state, params)
+    assert updates["empty"].shape == (0,) and updates["empty_matrix"].shape == (3, 0)
+    assert updates["scalar"].shape == () and updates["scalar"].dtype == jnp.dtype(dtype)
+    return grads, updates, state
+
+
 @pytest.mark.parametrize("row", sorted(VARIANTS))
 def test_zero_size_and_scalar_leaves_step_like_the_reference(row):
     make, variant, learning_rate, dtype = VARIANTS[row]
@@ -683,14 +696,7 @@ def test_zero_size_and_scalar_leaves_step_like_the_reference(row):
     state = tx.init(params)
     moments = {k: ref.zeros_like(np.asarray(stream[0][k])) for k in ("scalar", "vector")}
     for t, values in enumerate(stream, start=1):
-        grads = {
-            "empty": jnp.zeros((0,), dtype),
-            "empty_matrix": jnp.zeros((3, 0), dtype),
-            **{k: jnp.asarray(v, dtype) for k, v in values.items()},
-        }
-        updates, state = tx.update(grads, state, params)
-        assert updates["empty"].shape == (0,) and updates["empty_matrix"].shape == (3, 0)
-        assert updates["scalar"].shape == () and updates["scalar"].dtype == jnp.dtype(dtype)
+        grads, updates, state = _step_with_empty_arrays(tx, values, state, params, dtype)
         for key in ("scalar", "vector"):
             step = ref.step(np.asarray(values[key], np.float64), moments[key], t, variant)
             moments[key] = ref.Moments(step.mu, step.nu, step.nu_max)
@@ -889,14 +895,7 @@ def test_family_zero_size_and_scalar_leaves_step_like_the_reference(row):
     theta = {k: np.asarray(params[k], np.float64) for k in values}
     reference_state = opt.init(theta)
     for values_t in stream:
-        grads = {
-            "empty": jnp.zeros((0,), dtype),
-            "empty_matrix": jnp.zeros((3, 0), dtype),
-            **{k: jnp.asarray(v, dtype) for k, v in values_t.items()},
-        }
-        updates, state = tx.update(grads, state, params)
-        assert updates["empty"].shape == (0,) and updates["empty_matrix"].shape == (3, 0)
-        assert updates["scalar"].shape == () and updates["scalar"].dtype == jnp.dtype(dtype)
+        grads, updates, state = _step_with_empty_arrays(tx, values_t, state, params, dtype)
         want, reference_state = opt.update(
             {k: np.asarray(grads[k], np.float64) for k in values}, reference_state, theta
         )
