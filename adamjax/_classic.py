@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core, _numerics, _quantize, _stages
+from adamjax import _checks, _core, _fused, _numerics, _quantize, _stages
 from adamjax._schedules import Schedule, as_schedule
-from adamjax._triple import Optimizer, OptimizerResult, optimizer
+from adamjax._triple import Optimizer, OptimizerResult, TreeUpdate, optimizer
 
 _INT32_MAX = 2**31 - 1
 
@@ -49,6 +49,20 @@ def _explain_mismatch(func: str, grads: Any, params: Any) -> None:
             )
 
 
+class _CheckedUpdate(TreeUpdate):
+    """A built-in per-array update behind the gradient checks (a tree update stays one)."""
+
+    def __init__(self, update: Any, check: Any):
+        self.update, self.check = update, check
+
+    def tree(self, i: Any, grads: list, states: list) -> list:
+        for g, state in zip(grads, states, strict=True):
+            self.check(g, state)
+        if isinstance(self.update, TreeUpdate):
+            return self.update.tree(i, grads, states)
+        return [self.update(i, g, state) for g, state in zip(grads, states, strict=True)]
+
+
 def _builtin(maker=None, *, allow_complex: bool = False):
     """``@optimizer`` with the input checks every built-in triple shares.
 
@@ -70,7 +84,7 @@ def _builtin(maker=None, *, allow_complex: bool = False):
     def per_array_maker(*args, **kwargs):
         init, update, get_params = maker(*args, **kwargs)
 
-        def checked_update(i, g, state):
+        def check(g, state):
             x = get_params(state)
             dtype = jnp.result_type(g)
             complex_fits = allow_complex and jnp.iscomplexobj(x) and jnp.issubdtype(dtype, jnp.complexfloating)
@@ -80,9 +94,8 @@ def _builtin(maker=None, *, allow_complex: bool = False):
                     f"parameter of shape {jnp.shape(x)}; gradients must be {kinds} arrays shaped "
                     "like the parameters."
                 )
-            return update(i, g, state)
 
-        return init, checked_update, get_params
+        return init, _CheckedUpdate(update, check), get_params
 
     tree_maker = optimizer(per_array_maker)
 
@@ -371,17 +384,46 @@ def _adam_family(func: str, step_size: Any, config: _core.AdamConfig) -> Optimiz
         dtype = _core.moment_dtype(x0)
         return x0, jnp.zeros_like(x0, dtype=dtype), jnp.zeros_like(x0, dtype=dtype)
 
-    def update(i, g, state):
-        x, m, v = state
-        x, g = jnp.asarray(x), jnp.asarray(g)
+    return init, _AdamFamilyUpdate(schedule, config), _params
+
+
+class _AdamFamilyUpdate(TreeUpdate):
+    """The Adam family's per-array update, stepping a whole tree at once.
+
+    The step count, bias corrections and step size are computed once per step,
+    not once per array; on the CPU, plain Adam steps every array in one native
+    kernel call (:func:`adamjax._fused.step_leaves`), which writes the
+    parameters and moments in place when the caller's ``jit`` donates them.
+    """
+
+    def __init__(self, schedule: Schedule, config: _core.AdamConfig):
+        self.schedule, self.config = schedule, config
+
+    def tree(self, i: Any, grads: list, states: list) -> list:
+        config = self.config
         # Saturates at the int32 maximum, as the transformations' step count does.
         count = jnp.clip(jnp.asarray(i), 0, _INT32_MAX - 1).astype(jnp.int32) + 1
-        step = _stages.adam_step(g, _core.read_moment(m), _core.read_moment(v), None, count, config)
-        # In the core's float32-or-wider dtype, rounded once to the parameter's.
-        x_new = x.astype(step.update.dtype) - _numerics.scale_leaf(schedule(i), step.update)
-        return x_new.astype(x.dtype), _core.write_moment(step.mu, m), _core.write_moment(step.nu, v)
-
-    return init, update, _params
+        lr = self.schedule(i)
+        xs = [jnp.asarray(x) for x, _, _ in states]
+        grads = [jnp.asarray(g) for g in grads]
+        ms, vs = [m for _, m, _ in states], [v for _, _, v in states]
+        # float32 parameters only: the triple rounds a 16-bit parameter once, from
+        # float32, where the kernel would round the update and then the sum.
+        if (
+            all(x.dtype == jnp.float32 for x in xs)
+            and _fused.config_reason(config) is None
+            and _fused.leaves_reason(map(str, range(len(xs))), grads, xs, ms, vs) is None
+        ):
+            new_x, new_m, new_v = _fused.step_leaves(config, count, lr, xs, grads, ms, vs)
+            return list(zip(new_x, new_m, new_v, strict=True))
+        memo: dict = {}  # the bias corrections, once per dtype for all arrays
+        new_states = []
+        for x, g, m, v in zip(xs, grads, ms, vs, strict=True):
+            step = _stages.adam_step(g, _core.read_moment(m), _core.read_moment(v), None, count, config, memo=memo)
+            # In the core's float32-or-wider dtype, rounded once to the parameter's.
+            x_new = x.astype(step.update.dtype) - _numerics.scale_leaf(lr, step.update)
+            new_states.append((x_new.astype(x.dtype), _core.write_moment(step.mu, m), _core.write_moment(step.nu, v)))
+        return new_states
 
 
 @_builtin(allow_complex=True)

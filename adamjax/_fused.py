@@ -62,7 +62,7 @@ def variant_reason(config: _core.AdamConfig) -> str | None:
     return None
 
 
-def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool):
+def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool, updates: bool):
     """The kernel's result computed by the core in JAX (for ``jax.grad`` and non-CPU backends)."""
     h = dict(zip(_native.HYPER_FIELDS, (hyper[i] for i in range(len(_native.HYPER_FIELDS))), strict=True))
     g = grad
@@ -83,7 +83,8 @@ def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool):
     if decoupled:
         update = update + _numerics.scale_leaf(h["decoupled_wd"], param)
     update = _numerics.scale_leaf(-h["lr"], update)
-    return (param + update).astype(param.dtype), step.mu.astype(mu.dtype), step.nu.astype(nu.dtype)
+    out = update if updates else (param + update).astype(param.dtype)
+    return out, step.mu.astype(mu.dtype), step.nu.astype(nu.dtype)
 
 
 def _reference_all(params, grads, mus, nus, hyper, **flags):
@@ -92,7 +93,7 @@ def _reference_all(params, grads, mus, nus, hyper, **flags):
 
 
 @functools.cache
-def kernel(coupled: bool, decoupled: bool):
+def kernel(coupled: bool, decoupled: bool, updates: bool = False):
     """``(params, grads, mus, nus, hyper) -> (params or updates, mus, nus)`` over tuples of arrays.
 
     One FFI call for the whole tree; ``jax.grad`` and ``jax.jvp`` differentiate the
@@ -100,7 +101,7 @@ def kernel(coupled: bool, decoupled: bool):
     (``jax.lax.platform_dependent`` would also allow mixed platforms, but it
     triples the compile time of a many-array step).
     """
-    flags = {"coupled": coupled, "decoupled": decoupled}
+    flags = {"coupled": coupled, "decoupled": decoupled, "updates": updates}
     reference = functools.partial(_reference_all, **flags)
 
     @jax.custom_jvp
@@ -150,13 +151,79 @@ def _unsupported_leaf(grad: Any, param: Any, mu: Any, nu: Any) -> str | None:
     return None
 
 
-def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tuple] | str:
+def config_reason(config: _core.AdamConfig) -> str | None:
+    """Why no step of ``config`` can run the kernel in this trace, or None (the arrays are checked apart)."""
+    reason = _native.unavailable_reason() or variant_reason(config)
+    if reason is not None:
+        return reason
+    if _core._RECORDER.get() is not None:
+        return "the simulator is recording the core's internals"
+    if jax.default_backend() != "cpu":
+        return f"the native kernel is for the CPU; the default backend is {jax.default_backend()}"
+    return None
+
+
+def leaves_reason(paths: Any, grads: list, params: list, mus: list, nus: list) -> str | None:
+    """Why the kernel cannot step these arrays (naming the first that does not fit), or None."""
+    for path, *leaf in zip(paths, grads, params, mus, nus, strict=True):
+        why = _unsupported_leaf(*leaf)
+        if why is not None:
+            return f"the array at {path}: {why}"
+    return None
+
+
+def step_leaves(
+    config: _core.AdamConfig,
+    count: Any,
+    lr: Any,
+    params: list,
+    grads: list,
+    mus: list,
+    nus: list,
+    *,
+    coupled_value: Any = None,
+    decoupled_value: Any = None,
+    updates: bool = False,
+) -> tuple[tuple, tuple, tuple]:
+    """One kernel step of ``config`` over lists of arrays: ``(new params, new mus, new nus)``.
+
+    With ``updates=True``, ``(updates, new mus, new nus)``: what the alias's
+    ``update`` returns, for ``optax.apply_updates`` to add.
+
+    ``count`` is the step being taken (``t >= 1``); the bias corrections, the
+    complements ``1 - b`` and the step size are computed once for all arrays.
+    The caller has checked :func:`config_reason` and :func:`leaves_reason`.
+    """
+    f32 = jnp.dtype(jnp.float32)
+    bc1 = _numerics.bias_correction(config.b1, count, f32) if config.bias_correction_mu else 1.0
+    bc2 = _numerics.bias_correction(config.b2, count, f32) if config.bias_correction_nu else 1.0
+    coupled, decoupled = coupled_value is not None, decoupled_value is not None
+    hyper = _native.pack_hyper(
+        {
+            "lr": lr,
+            "b1": config.b1,
+            "one_minus_b1": 1 - config.b1,
+            "b2": config.b2,
+            "one_minus_b2": 1 - config.b2,
+            "eps": config.eps,
+            "eps_root": config.eps_root,
+            "bc1": bc1,
+            "bc2": bc2,
+            "coupled_wd": coupled_value if coupled else 0.0,
+            "decoupled_wd": decoupled_value if decoupled else 0.0,
+        }
+    )
+    return kernel(coupled, decoupled, updates)(tuple(params), tuple(grads), tuple(mus), tuple(nus), hyper)
+
+
+def run(spec: FusedSpec, grads: Any, state: tuple, params: Any, *, updates: bool = False) -> tuple[Any, tuple] | str:
     """The chain's step and ``apply_updates`` through the kernel, or why the kernel does not apply.
 
     Returns ``(new_params, new_state)``, where ``new_state`` has exactly the
-    chain's structure, or a one-line reason (a ``str``).
+    chain's structure, or a one-line reason (a ``str``). With ``updates=True``
+    it returns ``(updates, new_state)``, the chain's ``update`` in one pass.
     """
-    reason = _native.unavailable_reason() or variant_reason(spec.config)
+    reason = config_reason(spec.config)
     if reason is not None:
         return reason
     if spec.masked:
@@ -165,10 +232,6 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tu
         return f"{spec.after_decay} after the decay has no native kernel"
     if spec.rounding != "nearest":
         return f'rounding="{spec.rounding}" of 16-bit weights has no native kernel'
-    if _core._RECORDER.get() is not None:
-        return "the simulator is recording the core's internals"
-    if jax.default_backend() != "cpu":
-        return f"the native kernel is for the CPU; the default backend is {jax.default_backend()}"
     # The alias's chain is (core, [decoupled decay], learning rate); the core is
     # found by its state's type, the members after it keep their order.
     states = list(state)
@@ -186,6 +249,8 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tu
         decoupled_value, states[decay_index] = _scheduled(spec.decoupled_decay, states[decay_index])
         decoupled = not _is_literal_zero(spec.decoupled_decay)
     lr, states[-1] = _scheduled(spec.learning_rate, states[-1])
+    if params is None and (updates and not (coupled or decoupled)):
+        params = grads  # read by the kernel only for a decay
     if params is None:
         return "no parameters were given"  # the two-call path raises the error that names what is missing
 
@@ -194,40 +259,24 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any) -> tuple[Any, tu
     nus = treedef.flatten_up_to(core_state.nu)
     _core.check_same_structure(spec.func, params, core_state.mu)
     param_leaves = treedef.flatten_up_to(params)
-    for path, *leaf in zip(
-        (jax.tree_util.keystr(p) or "the root" for p, _ in jax.tree_util.tree_leaves_with_path(core_state.mu)),
-        grad_leaves,
-        param_leaves,
-        mus,
-        nus,
-        strict=True,
-    ):
-        why = _unsupported_leaf(*leaf)
-        if why is not None:
-            return f"the array at {path}: {why}"
+    paths = (jax.tree_util.keystr(p) or "the root" for p, _ in jax.tree_util.tree_leaves_with_path(core_state.mu))
+    reason = leaves_reason(paths, grad_leaves, param_leaves, mus, nus)
+    if reason is not None:
+        return reason
 
     count = jnp.asarray(optax.safe_increment(core_state.count))
-    config = spec.config
-    f32 = jnp.dtype(jnp.float32)
-    bc1 = _numerics.bias_correction(config.b1, count, f32) if config.bias_correction_mu else 1.0
-    bc2 = _numerics.bias_correction(config.b2, count, f32) if config.bias_correction_nu else 1.0
-    hyper = _native.pack_hyper(
-        {
-            "lr": lr,
-            "b1": config.b1,
-            "one_minus_b1": 1 - config.b1,
-            "b2": config.b2,
-            "one_minus_b2": 1 - config.b2,
-            "eps": config.eps,
-            "eps_root": config.eps_root,
-            "bc1": bc1,
-            "bc2": bc2,
-            "coupled_wd": coupled_value if coupled else 0.0,
-            "decoupled_wd": decoupled_value if decoupled else 0.0,
-        }
+    outs, new_mu, new_nu = step_leaves(
+        spec.config,
+        count,
+        lr,
+        param_leaves,
+        grad_leaves,
+        mus,
+        nus,
+        coupled_value=coupled_value if coupled else None,
+        decoupled_value=decoupled_value if decoupled else None,
+        updates=updates,
     )
-    step = kernel(coupled, decoupled)
-    outs, new_mu, new_nu = step(tuple(param_leaves), tuple(grad_leaves), tuple(mus), tuple(nus), hyper)
     states[core_index] = core_state._replace(
         count=count, mu=treedef.unflatten(list(new_mu)), nu=treedef.unflatten(list(new_nu))
     )
@@ -260,7 +309,13 @@ def attach(spec: FusedSpec, chain: optax.GradientTransformationExtraArgs) -> opt
     def update_fn(updates, state, params=None, **extra_args):
         request = _REQUEST.get()
         if request is None or params is None or params is not request.params:
-            return chain.update(updates, state, params, **extra_args)
+            try:
+                result = run(spec, updates, state, params, updates=True)
+            except (TypeError, ValueError):  # the chain raises its own error, naming what is wrong
+                result = "the inputs do not fit"
+            if isinstance(result, str):
+                return chain.update(updates, state, params, **extra_args)
+            return result
         result = run(spec, updates, state, params)
         if isinstance(result, str):
             request.reasons.append(f"{spec.func}: {result}")
@@ -273,7 +328,10 @@ def attach(spec: FusedSpec, chain: optax.GradientTransformationExtraArgs) -> opt
     return optax.GradientTransformationExtraArgs(chain.init, update_fn)
 
 
-def _step(tx: optax.GradientTransformation, grads: Any, state: Any, params: Any) -> tuple[Any, Any, _Request, bool]:
+def _step(
+    tx: optax.GradientTransformation, grads: Any, state: Any, params: Any
+) -> tuple[Any, Any, _Request, bool, Any]:
+    """``(new params, new state, the request, whether the kernel stepped, tx's own updates)``."""
     request = _Request(params, [], [])
     token = _REQUEST.set(request)
     try:
@@ -282,8 +340,8 @@ def _step(tx: optax.GradientTransformation, grads: Any, state: Any, params: Any)
         _REQUEST.reset(token)
     for registered, new_params in request.results:
         if registered is updates:
-            return new_params, state, request, True
-    return optax.apply_updates(params, updates), state, request, False
+            return new_params, state, request, True, updates
+    return optax.apply_updates(params, updates), state, request, False, updates
 
 
 def apply_step(
@@ -328,7 +386,7 @@ def apply_step(
       >>> [round(float(p), 4) for p in params]  # Adam's first step is -lr * sign(g)
       [-0.1, 0.1, -0.1]
     """
-    new_params, state, _, _ = _step(tx, grads, state, params)
+    new_params, state, *_ = _step(tx, grads, state, params)
     return new_params, state
 
 
@@ -367,7 +425,7 @@ def native_status(tx: optax.GradientTransformation | None = None, params: Any = 
 
     def traced(params):
         state = tx.init(params)
-        _, _, request, fused = _step(tx, params, state, params)
+        _, _, request, fused, _ = _step(tx, params, state, params)
         outcome.extend([request, fused])
         return ()
 

@@ -90,6 +90,21 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def instruction_set() -> str | None:
+    """Which loops the kernel runs, ``"avx2"`` (AVX2 and FMA) or ``"baseline"``, or None when it is absent.
+
+    The CPU decides, unless ``ADAMJAX_KERNEL_BASELINE=1`` was set before the
+    first step, which forces the baseline loops (tests run both).
+    """
+    if _load() is not None:
+        return None
+    path = _library_path()
+    assert path is not None  # _load found it
+    query = ctypes.cdll.LoadLibrary(path).AdamjaxKernelIsa
+    query.restype = ctypes.c_char_p
+    return query().decode()
+
+
 def available() -> bool:
     """True when :func:`unavailable_reason` finds nothing in the way."""
     return unavailable_reason() is None
@@ -113,8 +128,13 @@ def ffi_step(
     *,
     coupled: bool,
     decoupled: bool,
+    updates: bool = False,
 ) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...], tuple[jax.Array, ...]]:
     """FFI calls over groups of arrays: new ``(params, mus, nus)``, written over the old ones (aliased).
+
+    With ``updates=True`` the first results are the updates ``tx.update``
+    returns (``new params - params`` as the chain rounds it), in new buffers;
+    the parameters are read only for a weight decay.
 
     XLA's compile time grows with the square of one call's operand count (2.1 s
     for a 294-array call against 0.3 s in groups of 16), so the arrays go in
@@ -130,6 +150,7 @@ def ffi_step(
                 hyper,
                 coupled=coupled,
                 decoupled=decoupled,
+                updates=updates,
             )
             for i in range(0, len(params), GROUP)
         ]
@@ -140,11 +161,11 @@ def ffi_step(
         return (), (), ()
     out_types = [jax.ShapeDtypeStruct(x.shape, x.dtype) for group in (params, mus, nus) for x in group]
     # operand 0 is `hyper`; parameters are operands 1..L, moments 2L+1..3L and 3L+1..4L
-    aliases = {1 + i: i for i in range(count)}
+    aliases = {} if updates else {1 + i: i for i in range(count)}
     aliases.update({1 + 2 * count + i: count + i for i in range(count)})
     aliases.update({1 + 3 * count + i: 2 * count + i for i in range(count)})
     call = jax.ffi.ffi_call(_TARGET, out_types, input_output_aliases=aliases, vmap_method="broadcast_all")
-    outs = call(hyper, *params, *grads, *mus, *nus, coupled=coupled, decoupled=decoupled)
+    outs = call(hyper, *params, *grads, *mus, *nus, coupled=coupled, decoupled=decoupled, updates=updates)
     return tuple(outs[:count]), tuple(outs[count : 2 * count]), tuple(outs[2 * count :])
 
 

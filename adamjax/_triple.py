@@ -78,6 +78,23 @@ _UNTRACEABLE = (
 )
 
 
+class TreeUpdate:
+    """A per-array ``update(i, g, state)`` that can also step every array of a tree at once.
+
+    ``@optimizer`` calls :meth:`tree` with all the arrays when the per-array
+    update is one of these: the built-in Adam triples compute the step's
+    scalars (step count, bias corrections, step size) once instead of once per
+    array, and step the whole tree in one native call on the CPU. ``tree``
+    must return exactly what calling the object on each array would.
+    """
+
+    def __call__(self, i: Step, g: Array, state: State) -> State:
+        return self.tree(i, [g], [state])[0]
+
+    def tree(self, i: Step, grads: list, states: list) -> list:
+        raise NotImplementedError  # pragma: no cover - subclasses define it
+
+
 def _check_grad_tree(func: str, grads: Any, tree_def: Any) -> list:
     grad_leaves, grad_def = jax.tree.flatten(grads)
     if grad_def != tree_def:
@@ -151,9 +168,14 @@ def optimizer(opt_maker: Callable[..., OptimizerResult]) -> Callable[..., Optimi
             # Under jit this runs only when tracing; the gradients' tree is part
             # of jit's cache key, so a new tree is always checked.
             grad_leaves = _check_grad_tree("optimizer update", grad_tree, tree_def)
+            states = [jax.tree.unflatten(d, leaves) for d, leaves in zip(subtree_defs, packed_state, strict=True)]
+            if isinstance(update, TreeUpdate):
+                new_states = update.tree(i, grad_leaves, states)
+            else:
+                new_states = [update(i, g, s) for g, s in zip(grad_leaves, states, strict=True)]
             new_packed = []
-            for g, leaves, subtree_def in zip(grad_leaves, packed_state, subtree_defs, strict=True):
-                new_leaves, new_def = jax.tree.flatten(update(i, g, jax.tree.unflatten(subtree_def, leaves)))
+            for new_state, subtree_def in zip(new_states, subtree_defs, strict=True):
+                new_leaves, new_def = jax.tree.flatten(new_state)
                 if new_def != subtree_def:
                     raise TypeError(
                         "optimizer update: the per-array update returned a state whose structure "

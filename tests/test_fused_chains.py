@@ -96,7 +96,9 @@ def test_chain_is_fused_and_equals_the_two_call_path_and_optax(name):
     assert adamjax.native_status(tx, params).startswith("fused")
     fused, two_calls, theirs = fused_step(tx), two_call_step(tx), two_call_step(reference)
     assert fused.lower(params, tx.init(params)).compile().as_text().count(KERNEL) >= 1
-    assert KERNEL not in two_calls.lower(params, tx.init(params)).compile().as_text()
+    # tx.update alone runs the kernel too, returning the updates for optax.apply_updates to add.
+    two_call_text = two_calls.lower(params, tx.init(params)).compile().as_text()
+    assert KERNEL in two_call_text and "updates = true" in two_call_text
     a, c = (params, tx.init(params)), (params, reference.init(params))
     for _ in range(12):
         # Each step from the same point: the kernel's step equals the two-call step
@@ -152,3 +154,81 @@ def test_a_step_that_is_not_fused_still_equals_optax():
 def test_native_status_needs_params_with_a_transformation():
     with pytest.raises(TypeError, match=r"`native_status\(tx, params\)`: give the parameters"):
         adamjax.native_status(adamjax.adam(0.1))
+
+
+# ---------------------------------------------------------------- flax nnx (adamjax.nnx.Optimizer)
+
+
+def _nnx_run(optimizer_class, make_tx, steps=6):
+    from flax import nnx  # in the `test` extra (through `examples`)
+
+    model = nnx.Sequential(nnx.Linear(40, 30, rngs=nnx.Rngs(0)), nnx.tanh, nnx.Linear(30, 1, rngs=nnx.Rngs(1)))
+    optimizer = optimizer_class(model, make_tx(), wrt=nnx.Param)
+
+    @nnx.jit
+    def train_step(model, optimizer, x):
+        grads = nnx.grad(lambda m: jnp.mean(m(x) ** 2))(model)
+        optimizer.update(model, grads)
+
+    for _ in range(steps):
+        train_step(model, optimizer, X)
+    return model, optimizer, train_step
+
+
+@pytest.mark.parametrize("name", sorted(CHAINS))
+def test_nnx_optimizer_is_one_fused_step_equal_to_nnx_and_optax(name):
+    """``adamjax.nnx.Optimizer`` (a one-line change) fuses; the numbers are ``nnx.Optimizer``'s."""
+    from flax import nnx
+
+    import adamjax.nnx
+
+    make, make_optax = CHAINS[name]
+    model, optimizer, train_step = _nnx_run(adamjax.nnx.Optimizer, make)
+    reference_model, reference, _ = _nnx_run(nnx.Optimizer, make)
+    optax_model, _, _ = _nnx_run(nnx.Optimizer, make_optax)
+    hlo = train_step.lower(model, optimizer, X).compile().as_text()
+    assert hlo.count(KERNEL) >= 1
+    # The fused step writes the parameters itself: no separate add of the updates to them.
+    assert isinstance(optimizer, nnx.Optimizer) and int(optimizer.step[...]) == 6
+    assert jax.tree.structure(nnx.state(optimizer)) == jax.tree.structure(nnx.state(reference))
+    for x, y in zip(jax.tree.leaves(nnx.state(model)), jax.tree.leaves(nnx.state(reference_model)), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    for x, y in zip(jax.tree.leaves(nnx.state(optimizer)), jax.tree.leaves(nnx.state(reference)), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+    for x, y in zip(jax.tree.leaves(nnx.state(model)), jax.tree.leaves(nnx.state(optax_model)), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5)
+
+
+def test_nnx_optimizer_returns_the_updates_and_passes_extra_arguments_on():
+    from flax import nnx
+
+    import adamjax.nnx
+
+    def scaled_by_extra_argument():
+        def update(updates, state, params=None, *, scale):
+            return jax.tree.map(lambda u: scale * u, updates), state
+
+        return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
+
+    results = []
+    extra = optax.chain(adamjax.adam(0.1), scaled_by_extra_argument())
+    for optimizer_class, tx, kwargs in (
+        (adamjax.nnx.Optimizer, adamjax.adam(0.1), {}),
+        (nnx.Optimizer, adamjax.adam(0.1), {}),
+        (adamjax.nnx.Optimizer, extra, {"scale": 0.5}),
+        (nnx.Optimizer, extra, {"scale": 0.5}),
+    ):
+        model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+        before = jax.tree.map(jnp.copy, nnx.state(model, nnx.Param))
+        optimizer = optimizer_class(model, tx, wrt=nnx.Param)
+        grads = nnx.grad(lambda m: jnp.sum(m(jnp.ones((1, 3))) ** 2))(model)
+        updates = optimizer.update(model, grads, **kwargs)
+        after = nnx.state(model, nnx.Param)
+        for u, b, a in zip(jax.tree.leaves(updates), jax.tree.leaves(before), jax.tree.leaves(after), strict=True):
+            np.testing.assert_allclose(a - b, u, rtol=1e-6, atol=1e-7)  # the updates it returns are the ones taken
+        results.append(jax.tree.leaves(after))
+    for ours, theirs in ((results[0], results[1]), (results[2], results[3])):
+        for x, y in zip(ours, theirs, strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    # The extra argument reached the chain: half of Adam's first step of 0.1.
+    np.testing.assert_allclose(np.abs(results[2][0] - results[0][0]), 0.05, rtol=1e-5)

@@ -16,9 +16,11 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -69,12 +71,27 @@ namespace avx2 {
 #pragma GCC pop_options
 #endif
 
-RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool coupled, bool decoupled) {
+// Whether the steps run the AVX2+FMA loops. ADAMJAX_KERNEL_BASELINE=1 runs the
+// baseline loops on any CPU (the tests check them on AVX2 machines too); it is
+// read once, at the first step.
+bool UsesAvx2() {
 #ifdef ADAMJAX_HAVE_AVX2
-  static const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (has_avx2) return avx2::Pick(param, mu, nu, coupled, decoupled);
+  static const bool uses = [] {
+    const char* forced = std::getenv("ADAMJAX_KERNEL_BASELINE");
+    if (forced != nullptr && std::string(forced) == "1") return false;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return uses;
+#else
+  return false;
 #endif
-  return baseline::Pick(param, mu, nu, coupled, decoupled);
+}
+
+RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool coupled, bool decoupled, bool updates) {
+#ifdef ADAMJAX_HAVE_AVX2
+  if (UsesAvx2()) return avx2::Pick(param, mu, nu, coupled, decoupled, updates);
+#endif
+  return baseline::Pick(param, mu, nu, coupled, decoupled, updates);
 }
 
 // One array of the step: its loop (chosen for its dtypes), its buffers, its
@@ -134,10 +151,10 @@ constexpr int64_t kChunk = 1 << 15;        // elements per claimed chunk
 constexpr int64_t kParallelMin = 1 << 16;  // below this, one thread is faster
 
 // Operands: the hyperparameters, then L parameters, L gradients, L first and
-// L second moments; results: L parameters, L first and L second moments,
-// each aliased to its operand.
+// L second moments; results: L new parameters (or, with `updates`, L updates
+// in a new buffer), L first and L second moments, each aliased to its operand.
 ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> hyper, ffi::RemainingArgs args,
-                    ffi::RemainingRets rets, bool coupled, bool decoupled) {
+                    ffi::RemainingRets rets, bool coupled, bool decoupled, bool updates) {
   const int64_t rows = static_cast<int64_t>(hyper.element_count()) / kNumHyper;
   if (rows < 1 || rows * kNumHyper != static_cast<int64_t>(hyper.element_count())) {
     return ffi::Error::InvalidArgument("adamjax adam kernel: malformed hyperparameters");
@@ -172,7 +189,7 @@ ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> hyper, ffi::Rema
         (*mu_out)->element_type() != mu->element_type() || (*nu_out)->element_type() != nu->element_type()) {
       return ffi::Error::InvalidArgument("adamjax adam kernel: operand dtypes do not match");
     }
-    RangeFn fn = Pick(param->element_type(), mu->element_type(), nu->element_type(), coupled, decoupled);
+    RangeFn fn = Pick(param->element_type(), mu->element_type(), nu->element_type(), coupled, decoupled, updates);
     if (fn == nullptr) {
       return ffi::Error::InvalidArgument("adamjax adam kernel: unsupported dtype combination");
     }
@@ -215,4 +232,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AdamjaxAdamStep, AdamImpl,
                                   .RemainingArgs()               // params, grads, mus, nus
                                   .RemainingRets()               // params, mus, nus
                                   .Attr<bool>("coupled")
-                                  .Attr<bool>("decoupled"));
+                                  .Attr<bool>("decoupled")
+                                  .Attr<bool>("updates"));
+
+// "avx2" or "baseline": which loops the steps run (adamjax._native.instruction_set).
+extern "C" const char* AdamjaxKernelIsa() { return UsesAvx2() ? "avx2" : "baseline"; }

@@ -34,8 +34,9 @@ struct BF16 {
 
 
 // Elements [begin, end) of one step. P: parameter/gradient/update type,
-// M and V: moment storage types. All arithmetic is float32.
-template <typename P, typename M, typename V, bool kCoupled, bool kDecoupled>
+// M and V: moment storage types. All arithmetic is float32. kUpdates: write
+// the update (what tx.update returns) instead of the new parameters.
+template <typename P, typename M, typename V, bool kCoupled, bool kDecoupled, bool kUpdates>
 void StepRange(const Pointers& ptr, const float* h, int64_t begin, int64_t end) {
   using PT = typename P::T;
   using MT = typename M::T;
@@ -48,9 +49,10 @@ void StepRange(const Pointers& ptr, const float* h, int64_t begin, int64_t end) 
   MT* mu_out = static_cast<MT*>(ptr.mu_out);
   VT* nu_out = static_cast<VT*>(ptr.nu_out);
   const float neg_lr = -h[kLr], b1 = h[kB1], omb1 = h[kOneMinusB1], b2 = h[kB2], omb2 = h[kOneMinusB2];
-  // One division per element: the bias corrections become reciprocals (1 ulp
-  // from dividing; the pure-JAX path and this kernel agree to ~1e-7 relative).
-  const float eps = h[kEps], eps_root = h[kEpsRoot], inv_bc1 = 1.0f / h[kBc1], inv_bc2 = 1.0f / h[kBc2];
+  // The bias corrections divide, as the core and optax do (a reciprocal
+  // multiply is 1 ulp off, visible as -0.10000001 for a first step of 0.1);
+  // the step stays memory-bound on AVX2 (benchmarks/suite.py measures it).
+  const float eps = h[kEps], eps_root = h[kEpsRoot], bc1 = h[kBc1], bc2 = h[kBc2];
   const float coupled = h[kCoupledWd], decoupled = h[kDecoupledWd];
   // Element i is read before it is written and no other element is touched,
   // so the in-place (aliased) buffers carry no dependence between iterations.
@@ -61,8 +63,8 @@ void StepRange(const Pointers& ptr, const float* h, int64_t begin, int64_t end) 
     if (kCoupled) g = P::Load(P::Store(g + P::Load(P::Store(coupled * p))));
     const float m = omb1 * g + b1 * M::Load(mu[i]);
     const float v = omb2 * (g * g) + b2 * V::Load(nu[i]);
-    const float m_hat = m * inv_bc1;
-    const float denom = std::sqrt(v * inv_bc2 + eps_root) + eps;
+    const float m_hat = m / bc1;
+    const float denom = std::sqrt(v / bc2 + eps_root) + eps;
     // As the core: a zero denominator (eps = 0 and a zero or underflowed
     // second moment) gives sign(m_hat) instead of 0/0 or x/0.
     // (Written as selects, not branches, so the loop still vectorises.)
@@ -71,37 +73,42 @@ void StepRange(const Pointers& ptr, const float* h, int64_t begin, int64_t end) 
     float u = (zero ? sign : m_hat) / (zero ? 1.0f : denom);
     if (kDecoupled) u = P::Load(P::Store(u)) + P::Load(P::Store(decoupled * p));
     const PT step = P::Store(neg_lr * P::Load(P::Store(u)));
-    out[i] = P::Store(p + P::Load(step));
+    out[i] = kUpdates ? step : P::Store(p + P::Load(step));
     mu_out[i] = M::Store(m);
     nu_out[i] = V::Store(v);
   }
 }
 
-template <typename P, typename M, typename V>
-RangeFn PickFlags(bool coupled, bool decoupled) {
+template <typename P, typename M, typename V, bool kUpdates>
+RangeFn PickDecays(bool coupled, bool decoupled) {
   if (coupled) {
-    return decoupled ? &StepRange<P, M, V, true, true> : &StepRange<P, M, V, true, false>;
+    return decoupled ? &StepRange<P, M, V, true, true, kUpdates> : &StepRange<P, M, V, true, false, kUpdates>;
   }
-  return decoupled ? &StepRange<P, M, V, false, true> : &StepRange<P, M, V, false, false>;
+  return decoupled ? &StepRange<P, M, V, false, true, kUpdates> : &StepRange<P, M, V, false, false, kUpdates>;
+}
+
+template <typename P, typename M, typename V>
+RangeFn PickFlags(bool coupled, bool decoupled, bool updates) {
+  return updates ? PickDecays<P, M, V, true>(coupled, decoupled) : PickDecays<P, M, V, false>(coupled, decoupled);
 }
 
 template <typename P, typename M>
-RangeFn PickNu(ffi::DataType nu, bool coupled, bool decoupled) {
-  if (nu == ffi::DataType::F32) return PickFlags<P, M, F32>(coupled, decoupled);
-  if (nu == ffi::DataType::BF16) return PickFlags<P, M, BF16>(coupled, decoupled);
+RangeFn PickNu(ffi::DataType nu, bool coupled, bool decoupled, bool updates) {
+  if (nu == ffi::DataType::F32) return PickFlags<P, M, F32>(coupled, decoupled, updates);
+  if (nu == ffi::DataType::BF16) return PickFlags<P, M, BF16>(coupled, decoupled, updates);
   return nullptr;
 }
 
 template <typename P>
-RangeFn PickMu(ffi::DataType mu, ffi::DataType nu, bool coupled, bool decoupled) {
-  if (mu == ffi::DataType::F32) return PickNu<P, F32>(nu, coupled, decoupled);
-  if (mu == ffi::DataType::BF16) return PickNu<P, BF16>(nu, coupled, decoupled);
+RangeFn PickMu(ffi::DataType mu, ffi::DataType nu, bool coupled, bool decoupled, bool updates) {
+  if (mu == ffi::DataType::F32) return PickNu<P, F32>(nu, coupled, decoupled, updates);
+  if (mu == ffi::DataType::BF16) return PickNu<P, BF16>(nu, coupled, decoupled, updates);
   return nullptr;
 }
 
-RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool coupled, bool decoupled) {
-  if (param == ffi::DataType::F32) return PickMu<F32>(mu, nu, coupled, decoupled);
-  if (param == ffi::DataType::BF16) return PickMu<BF16>(mu, nu, coupled, decoupled);
+RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool coupled, bool decoupled, bool updates) {
+  if (param == ffi::DataType::F32) return PickMu<F32>(mu, nu, coupled, decoupled, updates);
+  if (param == ffi::DataType::BF16) return PickMu<BF16>(mu, nu, coupled, decoupled, updates);
   return nullptr;
 }
 
