@@ -199,14 +199,20 @@ def adam(
     Args:
       learning_rate: :math:`\eta`, a number ``>= 0`` or an optax schedule
         (called with the step count, 0 on the first step).
-      b1, b2, eps, eps_root: as in :func:`scale_by_adam`.
+      b1: as in :func:`scale_by_adam`.
+      b2: as in :func:`scale_by_adam`.
+      eps: as in :func:`scale_by_adam`.
+      eps_root: as in :func:`scale_by_adam`.
       mu_dtype: dtype of the first moment (``None``: the parameters').
       nesterov: Nesterov momentum (optax's NAdam form), as ``optax.adam``.
       weight_decay: coupled L2 :math:`\lambda \ge 0` (adamjax only), a number
         or a schedule; ``None`` (the default) leaves the term out; ``update``
         needs ``params`` when it is given.
-      amsgrad, centered, power, bias_correction, nu_dtype: adamjax's switches
-        of :func:`scale_by_adam`.
+      amsgrad: as in :func:`scale_by_adam` (adamjax only).
+      centered: as in :func:`scale_by_adam` (adamjax only).
+      power: as in :func:`scale_by_adam` (adamjax only).
+      bias_correction: as in :func:`scale_by_adam` (adamjax only).
+      nu_dtype: as in :func:`scale_by_adam` (adamjax only).
 
     Cautious masking: ``cautious=True`` keeps each update only where it agrees in
     sign with the gradient (Liang et al., "Cautious Optimizers", 2024; see
@@ -279,13 +285,17 @@ def adamw(
 
     Args:
       learning_rate: :math:`\eta`, a number or an optax schedule.
-      b1, b2, eps, eps_root: as in :func:`scale_by_adam`.
+      b1: as in :func:`scale_by_adam`.
+      b2: as in :func:`scale_by_adam`.
+      eps: as in :func:`scale_by_adam`.
+      eps_root: as in :func:`scale_by_adam`.
       mu_dtype: dtype of the first moment (``None``: the parameters').
       weight_decay: :math:`\lambda \ge 0`, a number or a schedule (not None).
       mask: which parameters decay: a pytree of booleans shaped like the
         parameters, or a callable that returns one (as ``optax.adamw``).
       nesterov: Nesterov momentum (``optax.adamw(nesterov=True)``).
-      amsgrad, nu_dtype: adamjax's switches of :func:`scale_by_adam`.
+      amsgrad: as in :func:`scale_by_adam` (adamjax only).
+      nu_dtype: as in :func:`scale_by_adam` (adamjax only).
 
     ``cautious``, ``state_bits``, ``block_size``, ``rounding`` and ``seed``: as in
     :func:`adam` (cautious masking, quantized moments, 16-bit weight rounding).
@@ -342,7 +352,10 @@ def nadam(
 
     Args:
       learning_rate: :math:`\eta`, a number or an optax schedule.
-      b1, b2, eps, eps_root: as in :func:`scale_by_adam`.
+      b1: as in :func:`scale_by_adam`.
+      b2: as in :func:`scale_by_adam`.
+      eps: as in :func:`scale_by_adam`.
+      eps_root: as in :func:`scale_by_adam`.
       mu_dtype: dtype of the first moment.
       nesterov: as ``optax.nadam``.
       weight_decay: coupled L2, as in :func:`adam` (adamjax only).
@@ -400,8 +413,13 @@ def nadamw(
 
     Args:
       learning_rate: :math:`\eta`, a number or an optax schedule.
-      b1, b2, eps, eps_root, mu_dtype: as in :func:`nadam`.
-      weight_decay, mask: as in :func:`adamw`.
+      b1: as in :func:`nadam`.
+      b2: as in :func:`nadam`.
+      eps: as in :func:`nadam`.
+      eps_root: as in :func:`nadam`.
+      mu_dtype: as in :func:`nadam`.
+      weight_decay: as in :func:`adamw`.
+      mask: as in :func:`adamw`.
       nesterov: as ``optax.nadamw``.
       nu_dtype: dtype of the second moment (adamjax only).
 
@@ -460,7 +478,10 @@ def amsgrad(
 
     Args:
       learning_rate: :math:`\eta`, a number or an optax schedule.
-      b1, b2, eps, eps_root: as in :func:`scale_by_adam`.
+      b1: as in :func:`scale_by_adam`.
+      b2: as in :func:`scale_by_adam`.
+      eps: as in :func:`scale_by_adam`.
+      eps_root: as in :func:`scale_by_adam`.
       mu_dtype: dtype of the first moment.
       bias_correction_mu: divide :math:`m_t` by :math:`1 - \beta_1^t`.
       bias_correction_nu: divide :math:`\tilde v_t` by :math:`1 - \beta_2^t`.
@@ -519,10 +540,12 @@ def adamax(
 
     Args:
       learning_rate: :math:`\eta`, a number or an optax schedule.
-      b1, b2: decays, in ``[0, 1)``.
+      b1: decay rate of the first moment, in ``[0, 1)``.
+      b2: decay rate of the second moment, in ``[0, 1)``.
       eps: :math:`\epsilon \ge 0`, added to ``|g|`` inside the maximum.
       weight_decay: coupled L2, as ``torch.optim.Adamax(weight_decay=...)`` (adamjax only).
-      mu_dtype, nu_dtype: state dtypes (adamjax only).
+      mu_dtype: dtype of the first moment (adamjax only).
+      nu_dtype: dtype of the second moment (adamjax only).
 
     ``cautious``, ``state_bits``, ``block_size``, ``rounding`` and ``seed``: as in
     :func:`adam` (cautious masking, quantized moments, 16-bit weight rounding).
@@ -568,9 +591,13 @@ def adamaxw(
 
     Args:
       learning_rate: :math:`\eta`, a number or an optax schedule.
-      b1, b2, eps: as in :func:`adamax`.
-      weight_decay, mask: as in :func:`adamw`.
-      mu_dtype, nu_dtype: state dtypes (adamjax only).
+      b1: as in :func:`adamax`.
+      b2: as in :func:`adamax`.
+      eps: as in :func:`adamax`.
+      weight_decay: as in :func:`adamw`.
+      mask: as in :func:`adamw`.
+      mu_dtype: dtype of the first moment (adamjax only).
+      nu_dtype: dtype of the second moment (adamjax only).
 
     ``cautious``, ``state_bits``, ``block_size``, ``rounding`` and ``seed``: as in
     :func:`adam` (cautious masking, quantized moments, 16-bit weight rounding).
@@ -622,11 +649,16 @@ def adabelief(
 
     Args:
       learning_rate: :math:`\eta`, a number or an optax schedule.
-      b1, b2, eps, eps_root: as in :func:`scale_by_adam` (note optax's defaults
+      b1: as in :func:`scale_by_adam`.
+      b2: as in :func:`scale_by_adam`.
+      eps: as in :func:`scale_by_adam` (note optax's defaults
+        ``eps = eps_root = 1e-16``).
+      eps_root: as in :func:`scale_by_adam` (note optax's defaults
         ``eps = eps_root = 1e-16``).
       nesterov: Nesterov momentum, as ``optax.adabelief``.
       weight_decay: coupled L2, as in :func:`adam` (adamjax only).
-      mu_dtype, nu_dtype: state dtypes (adamjax only).
+      mu_dtype: dtype of the first moment (adamjax only).
+      nu_dtype: dtype of the second moment (adamjax only).
 
     ``cautious``, ``state_bits``, ``block_size``, ``rounding`` and ``seed``: as in
     :func:`adam` (cautious masking, quantized moments, 16-bit weight rounding).

@@ -25,9 +25,13 @@ import optax
 
 from adamjax import _checks, _core, _fused, _numerics, _quantize, _stages
 from adamjax._schedules import Schedule, as_schedule
+from adamjax._types import ArrayLike
 from adamjax._triple import Optimizer, OptimizerResult, TreeUpdate, optimizer
 
 _INT32_MAX = 2**31 - 1
+
+# A step size: a number, or a schedule ``i -> step size`` (as in ``jax.example_libraries``).
+StepSize = float | ArrayLike | Schedule
 
 
 def _step_size(func: str, step_size: Any) -> Schedule:
@@ -127,7 +131,7 @@ def _params(state: tuple) -> Any:
 
 
 @_builtin
-def sgd(step_size) -> OptimizerResult:
+def sgd(step_size: StepSize) -> OptimizerResult:
     r"""Stochastic gradient descent: :math:`x \leftarrow x - \eta_i g`.
 
     Args:
@@ -161,7 +165,7 @@ def _heavy_ball(func: str, step_size: Any, mass: Any, *, nesterov: bool) -> Opti
 
 
 @_builtin
-def momentum(step_size: Schedule, mass: float) -> OptimizerResult:
+def momentum(step_size: StepSize, mass: float) -> OptimizerResult:
     r"""SGD with heavy-ball momentum.
 
     .. math:: v \leftarrow \mu v + g, \qquad x \leftarrow x - \eta_i v
@@ -180,7 +184,7 @@ def momentum(step_size: Schedule, mass: float) -> OptimizerResult:
 
 
 @_builtin
-def nesterov(step_size: Schedule, mass: float) -> OptimizerResult:
+def nesterov(step_size: StepSize, mass: float) -> OptimizerResult:
     r"""SGD with Nesterov momentum, in the look-ahead form of Sutskever et al. (2013).
 
     .. math:: v \leftarrow \mu v + g, \qquad x \leftarrow x - \eta_i (\mu v + g)
@@ -205,7 +209,7 @@ def _inverse_sqrt(accumulator: jax.Array) -> jax.Array:
 
 
 @_builtin
-def adagrad(step_size, momentum=0.9) -> OptimizerResult:
+def adagrad(step_size: StepSize, momentum: float = 0.9) -> OptimizerResult:
     r"""Adagrad, with momentum on the preconditioned gradient.
 
     .. math::
@@ -248,7 +252,7 @@ def _check_rmsprop(func: str, gamma: Any, eps: Any) -> None:
 
 
 @_builtin
-def rmsprop(step_size, gamma=0.9, eps=1e-8) -> OptimizerResult:
+def rmsprop(step_size: StepSize, gamma: float = 0.9, eps: float = 1e-8) -> OptimizerResult:
     r"""RMSProp, with ``eps`` inside the root.
 
     .. math:: a \leftarrow \gamma a + (1 - \gamma) g^2, \qquad
@@ -281,7 +285,9 @@ def rmsprop(step_size, gamma=0.9, eps=1e-8) -> OptimizerResult:
 
 
 @_builtin
-def rmsprop_momentum(step_size, gamma=0.9, eps=1e-8, momentum=0.9) -> OptimizerResult:
+def rmsprop_momentum(
+    step_size: StepSize, gamma: float = 0.9, eps: float = 1e-8, momentum: float = 0.9
+) -> OptimizerResult:
     r"""RMSProp with momentum on the scaled step.
 
     .. math:: a \leftarrow \gamma a + (1 - \gamma) g^2, \qquad
@@ -314,7 +320,7 @@ def rmsprop_momentum(step_size, gamma=0.9, eps=1e-8, momentum=0.9) -> OptimizerR
 
 
 @_builtin
-def sm3(step_size, momentum=0.9) -> OptimizerResult:
+def sm3(step_size: StepSize, momentum: float = 0.9) -> OptimizerResult:
     r"""SM3: Adagrad with one accumulator per row, column, ... instead of per entry.
 
     For an array with axes :math:`k = 1..n`, each axis keeps a vector
@@ -427,7 +433,15 @@ class _AdamFamilyUpdate(TreeUpdate):
 
 
 @_builtin(allow_complex=True)
-def adam(step_size, b1=0.9, b2=0.999, eps=1e-8, *, state_bits=None, block_size=None) -> OptimizerResult:
+def adam(
+    step_size: StepSize,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    state_bits: int | None = None,
+    block_size: int | None = None,
+) -> OptimizerResult:
     r"""Adam, with the step index ``i`` starting at 0.
 
     .. math::
@@ -485,7 +499,7 @@ def adam(step_size, b1=0.9, b2=0.999, eps=1e-8, *, state_bits=None, block_size=N
 
 
 @_builtin(allow_complex=True)
-def adamax(step_size, b1=0.9, b2=0.999, eps=1e-8) -> OptimizerResult:
+def adamax(step_size: StepSize, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> OptimizerResult:
     r"""AdaMax, Adam's infinity-norm variant.
 
     .. math::

@@ -172,8 +172,13 @@ def scale_by_amsgrad(
     takes it over the bias-corrected one. See :func:`adamjax.amsgrad`.
 
     Args:
-      b1, b2, eps, eps_root, mu_dtype: as in :func:`scale_by_adam`.
-      bias_correction_mu, bias_correction_nu: switch each correction.
+      b1: as in :func:`scale_by_adam`.
+      b2: as in :func:`scale_by_adam`.
+      eps: as in :func:`scale_by_adam`.
+      eps_root: as in :func:`scale_by_adam`.
+      mu_dtype: as in :func:`scale_by_adam`.
+      bias_correction_mu: whether the first moment is bias-corrected.
+      bias_correction_nu: whether the second moment is bias-corrected.
       nu_dtype: dtype of ``nu`` and ``nu_max`` (adamjax only).
       state_bits: quantized moments (None, 8 or 4 bits), as in :func:`scale_by_adam`.
       block_size: elements per quantization block, as in :func:`scale_by_adam`.
@@ -229,9 +234,13 @@ def scale_by_belief(
       u_t = \frac{\hat m_t}{\sqrt{s_t/(1-\beta_2^t)} + \epsilon}
 
     Args:
-      b1, b2, eps, eps_root: as in :func:`scale_by_adam` (defaults ``1e-16``, as optax).
+      b1: as in :func:`scale_by_adam`.
+      b2: as in :func:`scale_by_adam`.
+      eps: as in :func:`scale_by_adam` (defaults ``1e-16``, as optax).
+      eps_root: as in :func:`scale_by_adam` (defaults ``1e-16``, as optax).
       nesterov: Nesterov momentum.
-      mu_dtype, nu_dtype: state dtypes (adamjax only).
+      mu_dtype: dtype of the first moment (adamjax only).
+      nu_dtype: dtype of the second moment (adamjax only).
       state_bits: quantized moments (None, 8 or 4 bits), as in :func:`scale_by_adam`.
       block_size: elements per quantization block, as in :func:`scale_by_adam`.
 
@@ -280,9 +289,11 @@ def scale_by_adamax(
       d_t = \frac{m_t}{(1-\beta_1^t)\, u_t}
 
     Args:
-      b1, b2: decays, in ``[0, 1)``.
+      b1: decay rate of the first moment, in ``[0, 1)``.
+      b2: decay rate of the second moment, in ``[0, 1)``.
       eps: added to ``|g|`` inside the maximum.
-      mu_dtype, nu_dtype: state dtypes (adamjax only).
+      mu_dtype: dtype of the first moment (adamjax only).
+      nu_dtype: dtype of the second moment (adamjax only).
       state_bits: quantized moments (None, 8 or 4 bits), as in :func:`scale_by_adam`.
       block_size: elements per quantization block, as in :func:`scale_by_adam`.
 

@@ -1023,7 +1023,9 @@ def bias_correction(
 
     Args:
       grads: the gradient signal; by default a constant 0.01 for 3,000 steps.
-      b1, b2, eps: as in :func:`adamjax.scale_by_adam`.
+      b1: as in :func:`adamjax.scale_by_adam`.
+      b2: as in :func:`adamjax.scale_by_adam`.
+      eps: as in :func:`adamjax.scale_by_adam`.
       figsize: in inches.
 
     Returns:
@@ -1081,7 +1083,9 @@ def centered(
     Args:
       grads: ``{name: signal}``; by default ``noisy_line`` and ``swinging``
         (10,000 steps, random state 1).
-      b1, b2, eps: as in :func:`adamjax.scale_by_adam`.
+      b1: as in :func:`adamjax.scale_by_adam`.
+      b2: as in :func:`adamjax.scale_by_adam`.
+      eps: as in :func:`adamjax.scale_by_adam`.
       window: the steps drawn, at the end of each run.
       figsize: in inches.
 
@@ -1134,8 +1138,10 @@ def amsgrad(
     Args:
       grads: the gradient signal; by default ``pulses`` (heights falling
         from 0.4 to 0.05).
-      b1, b2, eps: as in :func:`adamjax.scale_by_adam` (``b2=0.99`` by
-        default, so the moment forgets within the run).
+      b1: as in :func:`adamjax.scale_by_adam`.
+      b2: as in :func:`adamjax.scale_by_adam` (0.99 by default, so the
+        moment forgets within the run).
+      eps: as in :func:`adamjax.scale_by_adam`.
       figsize: in inches.
 
     Returns:
@@ -1211,7 +1217,9 @@ def power(
         parts (the 1, 0 alternation, the blocks, the ±0.001 alternation) each
         on its own vertical scale.
       powers: the values of :math:`p`.
-      b1, b2, eps: as in :func:`adamjax.scale_by_adam`.
+      b1: as in :func:`adamjax.scale_by_adam`.
+      b2: as in :func:`adamjax.scale_by_adam`.
+      eps: as in :func:`adamjax.scale_by_adam`.
       spans: parts of the signal to draw side by side, as in :func:`compare`.
       figsize: in inches.
 
@@ -1265,7 +1273,8 @@ def b2_sweep(
       grads: the gradient signal; by default ``swinging`` (2,000 steps,
         random state 1).
       b2s: the values of :math:`\beta_2`.
-      b1, eps: as in :func:`adamjax.scale_by_adam`.
+      b1: as in :func:`adamjax.scale_by_adam`.
+      eps: as in :func:`adamjax.scale_by_adam`.
       window: draw the first and the last ``window`` steps (``None``: the
         whole run).
       figsize: in inches.

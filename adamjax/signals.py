@@ -88,7 +88,8 @@ def uniform(
     Args:
       steps: the length ``T``.
       seed: an integer or a ``jax.random`` key.
-      low, high: the interval.
+      low: the interval's lower end.
+      high: the interval's upper end.
       dtype: the output dtype.
 
     Returns:
@@ -108,7 +109,8 @@ def alternating(steps: int = 60, *, high: float = 1.0, low: float = 0.0, dtype: 
 
     Args:
       steps: the length ``T`` (default 60).
-      high, low: the two values.
+      high: the value at odd steps.
+      low: the value at even steps.
       dtype: the output dtype.
     """
     return _cycle("alternating", (high, low), steps, dtype)

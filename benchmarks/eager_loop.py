@@ -26,7 +26,7 @@ from adamjax import optimizers
 
 
 def scalar_problem():
-    """Seed 003: one float32 scalar, the gradient of (w - 1)^2 at w = 0."""
+    """One float32 scalar, the gradient of (w - 1)^2 at w = 0."""
     w = jnp.asarray(0.0, jnp.float32)
     return w, 2 * w - 2
 

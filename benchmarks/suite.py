@@ -19,7 +19,7 @@ Scenarios (``--scenario NAME``, repeatable; default all):
 * ``small-leaves``: a 294-array transformer-like model of ~0.6M parameters;
 * ``large-leaves``: the same 294 arrays scaled to ~39M parameters, and memory;
 * ``many-leaves``: 1,000 arrays;
-* ``eager-loop``: seed 003's scalar quadratic, a plain Python loop over the
+* ``eager-loop``: the scalar quadratic of Adam-from-scratch tutorials, a plain Python loop over the
   triple API (``benchmarks/eager_loop.py``);
 * ``sweep``: 64 learning rates x a small MLP in one jitted, vmapped step;
 * ``simulator``: the 64-setting simulator grid (``benchmarks/simulator_grid.py``).
@@ -467,7 +467,7 @@ def scenario_many_leaves(settings: Settings, torch: Any | None, report: h.Report
 def scenario_eager_loop(settings: Settings, torch: Any | None, report: h.Report) -> None:
     rounds, steps, slow_steps = (3, 200, 5) if settings.quick else (settings.rounds, 500, 20)
     print(
-        f"Seed 003's scalar quadratic; {rounds} interleaved rounds of {steps} steps ({slow_steps} for the slow one).\n"
+        f"The scalar quadratic (w - 1)^2 from w = 0; {rounds} interleaved rounds of {steps} steps ({slow_steps} for the slow one).\n"
     )
     # Eager example_libraries compiles once per new `i`; start where no run has been.
     samples = eager_loop.measure(eager_loop.scalar_problem, rounds, steps, slow_steps, first_step=1_000_000)
@@ -571,7 +571,7 @@ SCENARIOS: dict[str, tuple[str, Callable]] = {
     "small-leaves": ("~300 small leaves", scenario_small_leaves),
     "large-leaves": ("~300 large leaves", scenario_large_leaves),
     "many-leaves": ("Many leaves: first call", scenario_many_leaves),
-    "eager-loop": ("Seed 003 scalar loop, called eagerly", scenario_eager_loop),
+    "eager-loop": ("A scalar loop, called eagerly", scenario_eager_loop),
     "sweep": ("Vmapped learning-rate sweep", scenario_sweep),
     "simulator": ("Simulator grid", scenario_simulator),
 }

@@ -1,13 +1,15 @@
-"""A flax (nnx) model trained with ``nnx.Optimizer`` and an adamjax transformation.
+"""A flax (nnx) model trained with ``adamjax.nnx.Optimizer`` and an adamjax transformation.
 
 Run: ``pip install "adamjax[examples]" && python examples/flax_nnx.py [--out figures] [--steps 400]``
 
 An MLP learns to tell apart the two arms of a spiral. The optimizer is an
-ordinary optax chain with adamjax inside, handed to ``nnx.Optimizer`` like any
-optax optimizer::
+ordinary optax chain with adamjax inside. ``adamjax.nnx.Optimizer`` is
+``nnx.Optimizer`` with a fused update (one native pass on the CPU instead of
+``tx.update`` plus ``optax.apply_updates``), the same state and the same
+arguments, so it is a one-line change::
 
     tx = optax.chain(optax.clip_by_global_norm(1.0), adamjax.adamw(schedule, weight_decay=1e-4))
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    optimizer = adamjax.nnx.Optimizer(model, tx, wrt=nnx.Param)  # or nnx.Optimizer(...)
     ...
     optimizer.update(model, grads)  # inside an nnx.jit train step
 
@@ -28,6 +30,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 import adamjax
+import adamjax.nnx
 
 
 def two_spirals(n_per_arm: int = 256, noise: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     model = MLP(64, rngs=nnx.Rngs(0))
     schedule = optax.warmup_cosine_decay_schedule(0.0, 1e-2, warmup_steps=args.steps // 10, decay_steps=args.steps)
     tx = optax.chain(optax.clip_by_global_norm(1.0), adamjax.adamw(schedule, weight_decay=1e-4))
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    optimizer = adamjax.nnx.Optimizer(model, tx, wrt=nnx.Param)
 
     losses, accuracies = [], []
     with tqdm(range(args.steps), desc="flax nnx + adamjax.adamw", unit="step") as bar:

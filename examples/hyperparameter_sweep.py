@@ -1,6 +1,6 @@
 """A hyperparameter sweep in one compiled call: ``jax.vmap`` over Adam's b2 and moment power.
 
-For each of seed 002's long signals, 8 values of ``b2`` times 3 moment powers
+For each of the long swinging and noisy signals, 8 values of ``b2`` times 3 moment powers
 (24 settings) run for 10,000 steps in a single ``jit(vmap(simulate))`` call:
 the optimizer is built from traced hyperparameters inside the vmapped
 function. The figure shows, for the last 1,000 steps, the mean step

@@ -9,7 +9,7 @@ explains ``torch.optim.Adam`` (see docs/references.md): N, D_in, H, D_out = 64,
 (uniform in +-1/sqrt(fan_in)). The loss is printed at steps 99, 199, ..., 499,
 as the notebook does; it falls by about six orders of magnitude. The progress
 bars (tqdm) show the rate, the time left and the loss.
-``tests/test_seed001_mlp.py`` checks the same training step by step against
+``tests/test_mlp_against_torch.py`` checks the same training step by step against
 ``torch.optim.Adam`` from identical weights.
 """
 
