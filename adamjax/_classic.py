@@ -25,8 +25,8 @@ import optax
 
 from adamjax import _checks, _core, _fused, _numerics, _quantize, _stages
 from adamjax._schedules import Schedule, as_schedule
-from adamjax._types import ArrayLike
 from adamjax._triple import Optimizer, OptimizerResult, TreeUpdate, optimizer
+from adamjax._types import ArrayLike
 
 _INT32_MAX = 2**31 - 1
 

@@ -16,6 +16,7 @@ from adamjax import optimizers, plot, signals
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> tuple[Path, list[str], int]:
     out = tmp_path_factory.mktemp("site")
