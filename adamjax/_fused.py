@@ -89,7 +89,8 @@ def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool, up
 
 def _reference_all(params, grads, mus, nus, hyper, **flags):
     outs = [_reference(p, g, m, v, hyper, **flags) for p, g, m, v in zip(params, grads, mus, nus, strict=True)]
-    return tuple(tuple(column) for column in zip(*outs, strict=True)) if outs else ((), (), ())
+    new_params, new_mus, new_nus = (tuple(column) for column in zip(*outs, strict=True)) if outs else ((), (), ())
+    return new_params, new_mus, new_nus
 
 
 @functools.cache
@@ -172,6 +173,11 @@ def leaves_reason(paths: Any, grads: list, params: list, mus: list, nus: list) -
     return None
 
 
+#: In updates mode (``tx.update`` outside :func:`apply_step`), arrays with at least this many
+#: elements are stepped by the core in JAX, which XLA fuses with ``optax.apply_updates``.
+UPDATES_KERNEL_MAX_SIZE = 2**16
+
+
 def step_leaves(
     config: _core.AdamConfig,
     count: Any,
@@ -188,7 +194,9 @@ def step_leaves(
     """One kernel step of ``config`` over lists of arrays: ``(new params, new mus, new nus)``.
 
     With ``updates=True``, ``(updates, new mus, new nus)``: what the alias's
-    ``update`` returns, for ``optax.apply_updates`` to add.
+    ``update`` returns, for ``optax.apply_updates`` to add; arrays of
+    :data:`UPDATES_KERNEL_MAX_SIZE` elements or more are then stepped by the
+    core in JAX (the same numbers), so that XLA fuses them with the addition.
 
     ``count`` is the step being taken (``t >= 1``); the bias corrections, the
     complements ``1 - b`` and the step size are computed once for all arrays.
@@ -213,7 +221,27 @@ def step_leaves(
             "decoupled_wd": decoupled_value if decoupled else 0.0,
         }
     )
-    return kernel(coupled, decoupled, updates)(tuple(params), tuple(grads), tuple(mus), tuple(nus), hyper)
+    if not updates:
+        return kernel(coupled, decoupled, updates)(tuple(params), tuple(grads), tuple(mus), tuple(nus), hyper)
+    # The updates feed `optax.apply_updates`, a second pass over the parameters. For a large
+    # array XLA fuses the core's expression with that addition into one in-place loop (optax's
+    # own step), which the kernel cannot join: it would write the updates to a new buffer and
+    # the addition would read them back. Large arrays take the core; the many small ones, whose
+    # cost is compiling a loop each, share one kernel call.
+    flags = {"coupled": coupled, "decoupled": decoupled, "updates": True}
+    small = [i for i, g in enumerate(grads) if jnp.size(g) < UPDATES_KERNEL_MAX_SIZE]
+    outs: list = [None] * len(grads)
+    if small:
+        columns = kernel(coupled, decoupled, True)(
+            *(tuple(leaves[i] for i in small) for leaves in (params, grads, mus, nus)), hyper
+        )
+        for position, i in enumerate(small):
+            outs[i] = tuple(column[position] for column in columns)
+    for i, out in enumerate(outs):
+        if out is None:
+            outs[i] = _reference(params[i], grads[i], mus[i], nus[i], hyper, **flags)
+    new_params, new_mus, new_nus = (tuple(column) for column in zip(*outs, strict=True)) if outs else ((), (), ())
+    return new_params, new_mus, new_nus
 
 
 def run(spec: FusedSpec, grads: Any, state: tuple, params: Any, *, updates: bool = False) -> tuple[Any, tuple] | str:

@@ -245,6 +245,28 @@ def test_apply_step_equals_update_then_apply_updates():
     assert "updates = true" in _hlo(tx.update, params, state, params)
 
 
+@pytest.mark.native
+@pytest.mark.parametrize(
+    "make_tx",
+    [lambda: adamjax.adam(1e-3), lambda: adamjax.adamw(optax.linear_schedule(1e-3, 1e-4, 10), weight_decay=0.1)],
+    ids=["adam", "adamw-scheduled"],
+)
+def test_update_alone_steps_large_arrays_in_jax_and_small_ones_in_the_kernel(make_tx, pure_path):
+    """Outside apply_step, an array of 2^16 elements or more is left to XLA, which fuses it with apply_updates."""
+    tx = make_tx()
+    big = 2**16  # adamjax._fused.UPDATES_KERNEL_MAX_SIZE: the first size stepped in JAX
+    params = _params(sizes=(big, big - 1, 5))
+    state = tx.init(params)
+    text = _hlo(lambda p, s: optax.apply_updates(p, tx.update(p, s, p)[0]), params, state)
+    (call,) = [line for line in text.splitlines() if KERNEL in line and "custom-call(" in line]
+    assert f"f32[{big - 1}]" in call and f"f32[{big}]" not in call  # the one large array is not an operand
+    only_big = {"w0": params["w0"]}
+    assert KERNEL not in _hlo(lambda p, s: tx.update(p, s, p), only_big, tx.init(only_big))
+    kernel_run = _trajectory(tx, params, steps=6, fused=False)
+    pure_path(True)
+    _assert_trees_close(kernel_run, _trajectory(tx, params, steps=6, fused=False), rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize(
     "make_tx",
     [
