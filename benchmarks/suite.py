@@ -366,8 +366,9 @@ def realistic_rows(
 
 def scenario_large_leaf(settings: Settings, torch: Any | None, report: h.Report) -> None:
     n = 2**settings.large_log2
-    shapes = jax.ShapeDtypeStruct((n,), F32)
-    print(f"One float32 array of 2^{settings.large_log2} = {n:,} parameters.")
+    rows = 2 ** (settings.large_log2 // 2)
+    shapes = jax.ShapeDtypeStruct((rows, n // rows), F32)
+    print(f"One float32 {rows:,} x {n // rows:,} matrix, 2^{settings.large_log2} = {n:,} parameters.")
     if n < 2**24:
         print("Note: arrays this small partly stay in the CPU's last-level cache; the roof then measures the cache.")
     probes_loops = bandwidth_probes(n)
