@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core, _fused, _numerics, _quantize, _stages
+from adamjax import _checks, _core, _fused, _numerics, _quantize, _rounding, _stages
 from adamjax._schedules import Schedule, as_schedule
 from adamjax._triple import Optimizer, OptimizerResult, TreeUpdate, optimizer
 from adamjax._types import ArrayLike
@@ -371,9 +371,16 @@ def sm3(step_size: StepSize, momentum: float = 0.9) -> OptimizerResult:
     return init, update, _params
 
 
-def _adam_family(func: str, step_size: Any, config: _core.AdamConfig) -> OptimizerResult:
-    """Per-array ``(x, m, v)`` triple stepping by :func:`adamjax._stages.adam_step`."""
+def _adam_family(
+    func: str, step_size: Any, config: _core.AdamConfig, rounding: str = "nearest", seed: int | None = None
+) -> OptimizerResult:
+    """Per-array ``(x, m, v)`` triple stepping by :func:`adamjax._stages.adam_step`.
+
+    With ``rounding="kahan"`` a 16-bit parameter's state is ``(x, m, v, c)``,
+    ``c`` its Kahan compensation buffer.
+    """
     schedule = _step_size(func, step_size)
+    _rounding.check_rounding(f"optimizers.{func}", rounding, seed)
 
     def init(x0):
         # float16 and bfloat16 moments stall or leave their range (adamjax._core.moment_dtype),
@@ -386,11 +393,15 @@ def _adam_family(func: str, step_size: Any, config: _core.AdamConfig) -> Optimiz
                     f"`{func}(state_bits={bits})`: quantized moments are real; complex parameters need None."
                 )
             quantized = functools.partial(_quantize.zeros, x0.shape, bits=bits, block_size=config.block_size)
-            return x0, quantized(signed=True), quantized(signed=False)
-        dtype = _core.moment_dtype(x0)
-        return x0, jnp.zeros_like(x0, dtype=dtype), jnp.zeros_like(x0, dtype=dtype)
+            moments = (quantized(signed=True), quantized(signed=False))
+        else:
+            dtype = _core.moment_dtype(x0)
+            moments = (jnp.zeros_like(x0, dtype=dtype), jnp.zeros_like(x0, dtype=dtype))
+        if rounding == "kahan" and _rounding.is_low_precision(x0):
+            return x0, *moments, jnp.zeros_like(x0)
+        return x0, *moments
 
-    return init, _AdamFamilyUpdate(schedule, config), _params
+    return init, _AdamFamilyUpdate(schedule, config, rounding, seed or 0), _params
 
 
 class _AdamFamilyUpdate(TreeUpdate):
@@ -400,19 +411,22 @@ class _AdamFamilyUpdate(TreeUpdate):
     not once per array; on the CPU, plain Adam steps every array in one native
     kernel call (:func:`adamjax._fused.step_leaves`), which writes the
     parameters and moments in place when the caller's ``jit`` donates them.
+    A 16-bit parameter's new value is rounded once from float32: to nearest,
+    stochastically (from ``seed``, the step index and the array's position in
+    the tree) or with its Kahan buffer.
     """
 
-    def __init__(self, schedule: Schedule, config: _core.AdamConfig):
-        self.schedule, self.config = schedule, config
+    def __init__(self, schedule: Schedule, config: _core.AdamConfig, rounding: str = "nearest", seed: int = 0):
+        self.schedule, self.config, self.rounding, self.seed = schedule, config, rounding, seed
 
     def tree(self, i: Any, grads: list, states: list) -> list:
         config = self.config
         # Saturates at the int32 maximum, as the transformations' step count does.
         count = jnp.clip(jnp.asarray(i), 0, _INT32_MAX - 1).astype(jnp.int32) + 1
         lr = self.schedule(i)
-        xs = [jnp.asarray(x) for x, _, _ in states]
+        xs = [jnp.asarray(state[0]) for state in states]
         grads = [jnp.asarray(g) for g in grads]
-        ms, vs = [m for _, m, _ in states], [v for _, _, v in states]
+        ms, vs = [state[1] for state in states], [state[2] for state in states]
         # float32 parameters only: the triple rounds a 16-bit parameter once, from
         # float32, where the kernel would round the update and then the sum.
         if (
@@ -423,12 +437,24 @@ class _AdamFamilyUpdate(TreeUpdate):
             new_x, new_m, new_v = _fused.step_leaves(config, count, lr, xs, grads, ms, vs)
             return list(zip(new_x, new_m, new_v, strict=True))
         memo: dict = {}  # the bias corrections, once per dtype for all arrays
+        step_key = None
         new_states = []
-        for x, g, m, v in zip(xs, grads, ms, vs, strict=True):
+        for index, (state, g) in enumerate(zip(states, grads, strict=True)):
+            x, m, v = xs[index], ms[index], vs[index]
             step = _stages.adam_step(g, _core.read_moment(m), _core.read_moment(v), None, count, config, memo=memo)
+            moments = (_core.write_moment(step.mu, m), _core.write_moment(step.nu, v))
             # In the core's float32-or-wider dtype, rounded once to the parameter's.
-            x_new = x.astype(step.update.dtype) - _numerics.scale_leaf(lr, step.update)
-            new_states.append((x_new.astype(x.dtype), _core.write_moment(step.mu, m), _core.write_moment(step.nu, v)))
+            delta = -_numerics.scale_leaf(lr, step.update)
+            if self.rounding == "kahan" and len(state) == 4:
+                x_new, compensation = _rounding.kahan_add(x, delta, state[3])
+                new_states.append((x_new, *moments, compensation))
+                continue
+            x_new = x.astype(step.update.dtype) + delta
+            if self.rounding == "stochastic" and _rounding.is_low_precision(x):
+                if step_key is None:
+                    step_key = jax.random.fold_in(jax.random.key(self.seed), jnp.asarray(i, jnp.uint32))
+                x_new = _rounding.stochastic_round(x_new, x.dtype, jax.random.fold_in(step_key, index))
+            new_states.append((x_new.astype(x.dtype), *moments))
         return new_states
 
 
@@ -441,6 +467,8 @@ def adam(
     *,
     state_bits: int | None = None,
     block_size: int | None = None,
+    rounding: str = "nearest",
+    seed: int | None = None,
 ) -> OptimizerResult:
     r"""Adam, with the step index ``i`` starting at 0.
 
@@ -471,9 +499,20 @@ def adam(
         ``v`` of arrays with at least 4,096 elements blockwise quantized, as
         :func:`adamjax.scale_by_adam` does.
       block_size: elements per quantization block (default 256 at 8 bits, 128 at 4).
+      rounding: ``"nearest"``, ``"stochastic"`` or ``"kahan"`` (keyword-only,
+        adamjax only): how a bfloat16 or float16 parameter's new value is
+        rounded from float32. Steps below half a unit in the last place are
+        lost with ``"nearest"``; ``"stochastic"`` rounds up with probability
+        equal to the distance from the lower neighbour (unbiased), and
+        ``"kahan"`` keeps the rounding error in a 16-bit buffer that the next
+        step adds back. Other dtypes are unaffected.
+      seed: a non-negative int (default 0) for ``rounding="stochastic"``: the
+        draw depends only on it, the step index and the array's position in the
+        tree, so runs are reproducible.
 
     Returns:
-      An :class:`Optimizer` triple; the per-array state is ``(x, m, v)``.
+      An :class:`Optimizer` triple; the per-array state is ``(x, m, v)``, and
+      ``(x, m, v, c)`` for a 16-bit parameter with ``rounding="kahan"``.
 
     Raises:
       ValueError: a hyperparameter is out of range (the message names it);
@@ -492,10 +531,13 @@ def adam(
       [-0.1, 0.1]
 
     References:
-      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015;
+      Gupta et al., "Deep Learning with Limited Numerical Precision", ICML 2015
+      (stochastic rounding); Zamirai et al., "Revisiting BFloat16 Training",
+      2020 (Kahan summation for 16-bit weights).
     """
     config = _core.make_config("adam", b1, b2, eps, 0.0, state_bits=state_bits, block_size=block_size)
-    return _adam_family("adam", step_size, config)
+    return _adam_family("adam", step_size, config, rounding, seed)
 
 
 @_builtin(allow_complex=True)

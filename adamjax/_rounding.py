@@ -37,6 +37,11 @@ ROUNDING_MODES = ("nearest", "stochastic", "kahan")
 _LOW_PRECISION = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
 
+def is_low_precision(x: Any) -> bool:
+    """Whether ``x`` is a bfloat16 or float16 array, the dtypes ``rounding`` acts on."""
+    return jnp.dtype(jnp.result_type(x)) in _LOW_PRECISION
+
+
 def _check_low_precision(func: str, name: str, dtype: Any) -> jnp.dtype:
     dtype = jnp.dtype(dtype)
     if dtype not in _LOW_PRECISION:
