@@ -93,7 +93,10 @@ def test_eager_loop_and_targets(quick_output):
     names = [row[0] for row in targets]
     assert "eager triple loop vs user-jitted" in names
     assert "one large leaf, precomputed gradients: adamjax.apply_step vs bandwidth roof" in names
-    assert "one large array: apply_step(clip + adamjax.adamw(schedule)) vs bandwidth roof" in names
+    assert (
+        "one large array: apply_step(clip + adamjax.adamw(schedule)) vs bandwidth roof past the measured gradient"
+        in names
+    )
     assert "one 2^16 array: adamjax.adam: update + apply_updates first call" in names
     assert "one 2^16 array: optimizers.adam triple, user jit step time" in names
     assert "bfloat16 mu and nu halve state memory" in names
@@ -124,13 +127,17 @@ def test_rows_with_the_gradient_in_the_step(quick_output):
     header = cells(
         next(line for line in quick_output.splitlines() if line.startswith("| variant ") and "compared with" in line)
     )
-    assert header[-2:] == ["GB/s", "of roof"]
+    assert header[-3:] == ["GB/s", "of roof", "of roof past the gradient"]
     for row in rows:
         step, first = float(row[2].replace(",", "")), float(row[6])
         assert step > 0 and first > 0
         if row[1] == "itself":  # optax's rows are their own base
             assert row[4] == row[7] == row[8] == "1.00x"
         assert 0 < float(row[10]) <= 1.0  # a fraction of the run's best streaming rate
+        if row[0].startswith("floor"):
+            assert row[11] == "n/a"
+        else:
+            assert float(row[11]) > 0
     # The ratio columns are the row over its base, measured in the same run.
     by_name = {row[0]: row for row in rows}
     drop_in, optax_adam = by_name["adamjax.adam: update + apply_updates"], by_name["optax.adam"]
@@ -166,3 +173,35 @@ def test_memory_table_counts_every_setting_and_xla_agrees():
     assert per["bfloat16 mu and nu"] == 4.0
     assert per["8-bit moments (state_bits=8)"] <= 2.1 and per["4-bit moments (state_bits=4)"] <= 1.1
     assert 4.0 < per["Adam-mini (one nu per row)"] < 4.1
+
+
+def test_roof_past_the_gradient_is_the_floor_plus_the_optimizers_bytes():
+    """Worked by hand: a 32 ms floor, 2^24 parameters, a 40 GB/s roof; Adam moves 16 bytes beyond SGD's 12."""
+    sys.path.insert(0, str(SUITE.parent))
+    try:
+        import _harness as h
+        import realistic
+    finally:
+        sys.path.remove(str(SUITE.parent))
+    n, roof = 2**24, 40.0
+
+    def row(name, median, extra_bytes=0):
+        s = h.Stats(median, median, median)
+        return realistic.Measured(name, "optax.adam", s, s, s, extra_bytes)
+
+    rows = {
+        realistic.FLOOR: row(realistic.FLOOR, 0.032, -16),
+        realistic.FLAT_FLOOR: row(realistic.FLAT_FLOOR, 0.050, -16),
+        realistic.FUSED_ADAMW: row(realistic.FUSED_ADAMW, 0.040),
+        realistic.FUSED_CLIPPED: row(realistic.FUSED_CLIPPED, 0.045, 4),
+        realistic.FLAT: row(realistic.FLAT, 0.060),
+    }
+    adam_ideal = 0.032 + 16 * n / 40e9  # 6.71 ms of optimizer traffic at the roof
+    assert realistic.past_gradient(rows[realistic.FUSED_ADAMW], rows, n, roof) == pytest.approx(adam_ideal / 0.040)
+    clipped_ideal = 0.032 + 20 * n / 40e9  # clipping reads the gradients once more
+    assert realistic.past_gradient(rows[realistic.FUSED_CLIPPED], rows, n, roof) == pytest.approx(clipped_ideal / 0.045)
+    flat_ideal = 0.050 + 16 * n / 40e9  # the flat layout's own floor
+    assert realistic.past_gradient(rows[realistic.FLAT], rows, n, roof) == pytest.approx(flat_ideal / 0.060)
+    assert realistic.past_gradient(rows[realistic.FLOOR], rows, n, roof) is None
+    del rows[realistic.FLOOR]
+    assert realistic.past_gradient(rows[realistic.FUSED_ADAMW], rows, n, roof) is None
