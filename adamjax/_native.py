@@ -133,8 +133,8 @@ def ffi_step(
     """FFI calls over groups of arrays: new ``(params, mus, nus)``, written over the old ones (aliased).
 
     With ``updates=True`` the first results are the updates ``tx.update``
-    returns (``new params - params`` as the chain rounds it), in new buffers;
-    the parameters are read only for a weight decay.
+    returns (``new params - params`` as the chain rounds it), written over the
+    gradients; the parameters are read only for a weight decay.
 
     XLA's compile time grows with the square of one call's operand count (2.1 s
     for a 294-array call against 0.3 s in groups of 16), so the arrays go in
@@ -160,8 +160,11 @@ def ffi_step(
     if count == 0:
         return (), (), ()
     out_types = [jax.ShapeDtypeStruct(x.shape, x.dtype) for group in (params, mus, nus) for x in group]
-    # operand 0 is `hyper`; parameters are operands 1..L, moments 2L+1..3L and 3L+1..4L
-    aliases = {} if updates else {1 + i: i for i in range(count)}
+    # operand 0 is `hyper`; parameters are operands 1..L, gradients L+1..2L, moments 2L+1..3L
+    # and 3L+1..4L. The new parameters overwrite the parameters; the updates, which have the
+    # gradients' dtype and shape, overwrite the gradients (element i is read before it is
+    # written), so `tx.update` needs no buffer beyond optax's.
+    aliases = {1 + count + i: i for i in range(count)} if updates else {1 + i: i for i in range(count)}
     aliases.update({1 + 2 * count + i: count + i for i in range(count)})
     aliases.update({1 + 3 * count + i: 2 * count + i for i in range(count)})
     call = jax.ffi.ffi_call(_TARGET, out_types, input_output_aliases=aliases, vmap_method="broadcast_all")
