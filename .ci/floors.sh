@@ -1,20 +1,18 @@
 #!/usr/bin/env bash
 # The test suite on the oldest releases adamjax declares it supports.
 #
-# pyproject.toml's floors: jax 0.7.1 (the first with jax.set_mesh), optax 0.2.5,
+# pyproject.toml's floors: jax 0.7.2 (the first with jax.sharding.use_abstract_mesh,
+# which adamjax/_sharding.py uses; jax.set_mesh came in 0.7.1), optax 0.2.5,
 # and the extras' flax 0.12.0 and orbax-checkpoint 0.12.0 (numpy's floor is jax's). This installs exactly those into a virtualenv
 # that sees the rest of this environment (--system-site-packages: torch,
 # matplotlib, pytest), builds the native kernel against that jaxlib's headers in
 # a copy of the checkout, and runs the whole suite there.
 #
-# Last run (jax 0.7.1, optax 0.2.5): 57 sharding tests fail, because
-# adamjax/_sharding.py uses jax.sharding.use_abstract_mesh, which 0.7.1 lacks;
-# either raise the jax floor to the first release that has it or avoid the call.
 #
 # Run: bash .ci/floors.sh   (about 10 minutes on 2 cores, plus the downloads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FLOORS=("setuptools>=77" "jax==0.7.1" "jaxlib==0.7.1" "optax==0.2.5" "flax==0.12.0" "orbax-checkpoint==0.12.0")  # setuptools: to build the kernel there
+FLOORS=("setuptools>=77" "jax==0.7.2" "jaxlib==0.7.2" "optax==0.2.5" "flax==0.12.0" "orbax-checkpoint==0.12.0")  # setuptools: to build the kernel there
 work="${ADAMJAX_FLOORS_DIR:-$(mktemp -d)}"
 python -m venv --system-site-packages "$work/venv"
 "$work/venv/bin/pip" install --quiet "${FLOORS[@]}"

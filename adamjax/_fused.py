@@ -190,13 +190,16 @@ def step_leaves(
     coupled_value: Any = None,
     decoupled_value: Any = None,
     updates: bool = False,
+    every_size: bool = False,
 ) -> tuple[tuple, tuple, tuple]:
     """One kernel step of ``config`` over lists of arrays: ``(new params, new mus, new nus)``.
 
     With ``updates=True``, ``(updates, new mus, new nus)``: what the alias's
     ``update`` returns, for ``optax.apply_updates`` to add; arrays of
     :data:`UPDATES_KERNEL_MAX_SIZE` elements or more are then stepped by the
-    core in JAX (the same numbers), so that XLA fuses them with the addition.
+    core in JAX (the same numbers), so that XLA fuses them with the addition;
+    with ``every_size`` too the kernel steps every array (inside a wrapper's
+    ``lax.cond``, which no addition can join).
 
     ``count`` is the step being taken (``t >= 1``); the bias corrections, the
     complements ``1 - b`` and the step size are computed once for all arrays.
@@ -229,7 +232,7 @@ def step_leaves(
     # the addition would read them back. Large arrays take the core; the many small ones, whose
     # cost is compiling a loop each, share one kernel call.
     flags = {"coupled": coupled, "decoupled": decoupled, "updates": True}
-    small = [i for i, g in enumerate(grads) if jnp.size(g) < UPDATES_KERNEL_MAX_SIZE]
+    small = [i for i, g in enumerate(grads) if every_size or jnp.size(g) < UPDATES_KERNEL_MAX_SIZE]
     outs: list = [None] * len(grads)
     if small:
         columns = kernel(coupled, decoupled, True)(
@@ -244,12 +247,15 @@ def step_leaves(
     return new_params, new_mus, new_nus
 
 
-def run(spec: FusedSpec, grads: Any, state: tuple, params: Any, *, updates: bool = False) -> tuple[Any, tuple] | str:
+def run(
+    spec: FusedSpec, grads: Any, state: tuple, params: Any, *, updates: bool = False, every_size: bool = False
+) -> tuple[Any, tuple] | str:
     """The chain's step and ``apply_updates`` through the kernel, or why the kernel does not apply.
 
     Returns ``(new_params, new_state)``, where ``new_state`` has exactly the
     chain's structure, or a one-line reason (a ``str``). With ``updates=True``
-    it returns ``(updates, new_state)``, the chain's ``update`` in one pass.
+    it returns ``(updates, new_state)``, the chain's ``update`` in one pass
+    (``every_size``: see :func:`step_leaves`).
     """
     reason = config_reason(spec.config)
     if reason is not None:
@@ -304,6 +310,7 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any, *, updates: bool
         coupled_value=coupled_value if coupled else None,
         decoupled_value=decoupled_value if decoupled else None,
         updates=updates,
+        every_size=every_size,
     )
     states[core_index] = core_state._replace(
         count=count, mu=treedef.unflatten(list(new_mu)), nu=treedef.unflatten(list(new_nu))
@@ -312,11 +319,20 @@ def run(spec: FusedSpec, grads: Any, state: tuple, params: Any, *, updates: bool
 
 
 class _Request(NamedTuple):
-    """One :func:`apply_step` call: its parameters, the kernel's results and the reasons it declined."""
+    """One :func:`apply_step` call: its parameters, the kernel's results and the reasons it declined.
+
+    ``updates_only`` marks the second trace of a step whose alias sits inside a
+    wrapper that changes its updates (``optax.apply_if_finite``'s and
+    ``optax.MultiSteps``' ``lax.cond``): the aliases then return the kernel's
+    updates, computed for arrays of every size, and ``optax.apply_updates``
+    adds them after the wrapper.
+    """
 
     params: Any
     results: list  # (updates object the alias returned, new params)
     reasons: list  # one line per alias that could not use the kernel
+    updates_only: bool  # the second trace: the aliases return the kernel's updates
+    updated: list  # the aliases whose updates the kernel computed (second trace)
 
 
 _REQUEST: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("adamjax_fused_step", default=None)
@@ -336,13 +352,18 @@ def attach(spec: FusedSpec, chain: optax.GradientTransformationExtraArgs) -> opt
 
     def update_fn(updates, state, params=None, **extra_args):
         request = _REQUEST.get()
-        if request is None or params is None or params is not request.params:
+        inside = request is not None and params is not None and params is request.params
+        if not inside or request.updates_only:
             try:
-                result = run(spec, updates, state, params, updates=True)
+                result = run(spec, updates, state, params, updates=True, every_size=inside)
             except (TypeError, ValueError):  # the chain raises its own error, naming what is wrong
                 result = "the inputs do not fit"
             if isinstance(result, str):
+                if inside:
+                    request.reasons.append(f"{spec.func}: {result}")
                 return chain.update(updates, state, params, **extra_args)
+            if request is not None:
+                request.updated.append(spec.func)
             return result
         result = run(spec, updates, state, params)
         if isinstance(result, str):
@@ -359,17 +380,35 @@ def attach(spec: FusedSpec, chain: optax.GradientTransformationExtraArgs) -> opt
 def _step(
     tx: optax.GradientTransformation, grads: Any, state: Any, params: Any
 ) -> tuple[Any, Any, _Request, bool, Any]:
-    """``(new params, new state, the request, whether the kernel stepped, tx's own updates)``."""
-    request = _Request(params, [], [])
-    token = _REQUEST.set(request)
-    try:
-        updates, state = tx.update(grads, state, params)
-    finally:
-        _REQUEST.reset(token)
+    """``(new params, new state, the request, whether the kernel stepped, tx's own updates)``.
+
+    The first trace asks every adamjax alias inside ``tx`` for its new
+    parameters. When the alias's updates reach ``tx``'s output unchanged, those
+    are the step (one pass). When a wrapper changed them on the way (the
+    ``lax.cond`` of ``optax.apply_if_finite`` or ``optax.MultiSteps``, whose
+    outputs are updates, zeros on a skipped step), the first trace's results
+    are dropped (under ``jit`` XLA removes them) and ``tx`` is traced again with
+    the aliases returning the kernel's updates, which ``optax.apply_updates``
+    adds: two passes, the kernel inside the wrapper.
+    """
+    request = _Request(params, [], [], updates_only=False, updated=[])
+    updates, new_state = _update_with(request, tx, grads, state, params)
     for registered, new_params in request.results:
         if registered is updates:
-            return new_params, state, request, True, updates
-    return optax.apply_updates(params, updates), state, request, False, updates
+            return new_params, new_state, request, True, updates
+    if request.results:
+        request = _Request(params, [], [], updates_only=True, updated=[])
+        updates, new_state = _update_with(request, tx, grads, state, params)
+    return optax.apply_updates(params, updates), new_state, request, False, updates
+
+
+def _update_with(request: _Request, tx: optax.GradientTransformation, grads: Any, state: Any, params: Any) -> Any:
+    """``tx.update(grads, state, params)`` with ``request`` visible to the aliases it reaches."""
+    token = _REQUEST.set(request)
+    try:
+        return tx.update(grads, state, params)
+    finally:
+        _REQUEST.reset(token)
 
 
 def apply_step(
@@ -463,9 +502,11 @@ def native_status(tx: optax.GradientTransformation | None = None, params: Any = 
         return "fused: apply_step runs the native kernel for this transformation"
     if request.reasons:
         return "not fused: " + "; ".join(request.reasons)
-    if request.results:
+    if request.updated:
         return (
-            "not fused: a transformation after the adamjax alias changes its updates "
-            "(for example optax.apply_if_finite or optax.MultiSteps), so the step takes the two-call path"
+            "not fused: a wrapper changes the adamjax alias's updates or parameters (for example "
+            "optax.apply_if_finite, optax.MultiSteps or optax.multi_transform), so the native kernel computes "
+            "the updates of " + ", ".join(sorted(set(request.updated))) + " and optax.apply_updates adds them "
+            "(two passes)"
         )
     return "not fused: the transformation holds no adamjax Adam or AdamW alias"

@@ -129,8 +129,8 @@ def test_injected_values_change_without_retracing():
         (lambda: optax.sgd(0.1), "no adamjax Adam or AdamW alias"),
         (lambda: adamjax.amsgrad(0.1), "amsgrad: the amsgrad variant has no native kernel"),
         (lambda: adamjax.adamw(0.1, mask=lambda p: {"w": True, "b": False}), "masked weight decay"),
-        (lambda: optax.apply_if_finite(adamjax.adam(0.1), 3), "changes its updates"),
-        (lambda: optax.MultiSteps(adamjax.adam(0.1), 2), "not fused"),
+        (lambda: optax.apply_if_finite(adamjax.adam(0.1), 3), "changes the adamjax alias's updates"),
+        (lambda: optax.MultiSteps(adamjax.adam(0.1), 2), "the native kernel computes the updates of adam"),
         (lambda: adamjax.adam(0.1, mu_dtype=jnp.float16), "are not the kernel's"),
         # StableAdamW's decay is inside the core (the clipping scales it): not the kernel's AdamW.
         (lambda: adamjax.stable_adamw(0.1), "stable_adamw: the clipped decoupled decay variant has no native kernel"),
@@ -149,6 +149,53 @@ def test_a_step_that_is_not_fused_still_equals_optax():
         a, c = fused_step(tx)(*a), two_call_step(reference)(*c)
     for x, y in zip(jax.tree.leaves(a[0]), jax.tree.leaves(c[0]), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+WRAPPED = {
+    "apply_if_finite(adam)": lambda: optax.apply_if_finite(adamjax.adam(1e-2), 3),
+    "apply_if_finite(clip+adamw(schedule))": lambda: optax.apply_if_finite(
+        optax.chain(optax.clip_by_global_norm(1.0), adamjax.adamw(SCHEDULE, weight_decay=0.1)), 3
+    ),
+    "MultiSteps(adamw)": lambda: optax.MultiSteps(adamjax.adamw(1e-2, weight_decay=0.1), 2).gradient_transformation(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPED))
+def test_a_wrapper_that_changes_the_updates_runs_the_kernel_inside_it(name):
+    # The wrapper's lax.cond returns updates (zeros on a skipped step), so apply_step runs the
+    # kernel inside it for the updates and optax.apply_updates adds them: two passes, and a
+    # skipped step leaves the parameters and the inner state bit for bit as they were.
+    tx = WRAPPED[name]()
+    params = make_params()
+    status = adamjax.native_status(tx, params)
+    assert status.startswith("not fused: ") and status.endswith("(two passes)"), status
+
+    @jax.jit
+    def fused(params, state, grads):
+        return adamjax.apply_step(tx, grads, state, params)
+
+    @jax.jit
+    def two_calls(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    text = fused.lower(params, tx.init(params), params).compile().as_text()
+    assert text.count(KERNEL) == 1 and "updates = true" in text  # the first trace's step is gone
+    grads = jax.grad(loss)(params, X)
+    nan_grads = jax.tree.map(lambda g: g.at[0].set(jnp.nan), grads)
+    a = b = (params, tx.init(params))
+    for i in range(8):
+        g = nan_grads if i in (3, 4) else jax.tree.map(lambda x, i=i: x * (1.0 + 0.1 * i), grads)
+        before = a
+        a, b = fused(*a, g), two_calls(*b, g)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+        if i in (3, 4) and name.startswith("apply_if_finite"):
+            for x, y in zip(
+                jax.tree.leaves((before[0], before[1].inner_state)), jax.tree.leaves((a[0], a[1].inner_state))
+            ):
+                np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0]["w"], params["w"])
 
 
 def test_native_status_needs_params_with_a_transformation():
