@@ -78,7 +78,7 @@ class OptionalBuildExt(build_ext):
 kernel = Extension(
     "adamjax._adam_kernel",
     sources=["adamjax/_csrc/adam_kernel.cc"],
-    depends=["adamjax/_csrc/adam_kernel_impl.h"],
+    depends=["adamjax/_csrc/adam_kernel_impl.h", "adamjax/_csrc/quantized_kernel_impl.h"],
     language="c++",
     # -fno-math-errno and -fno-trapping-math let the compiler vectorise sqrt and
     # the zero-denominator select (results are unchanged); no -ffast-math, so the

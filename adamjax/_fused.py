@@ -13,6 +13,11 @@ decays are unmasked, no simulator is recording, every array is float32 or
 bfloat16 (state float32 or bfloat16), the backend is the CPU, and JAX sees a
 single device whose arrays carry no mesh in their types. ``jax.grad`` through a step differentiates the pure-JAX twin
 (:func:`_reference`), which runs the core's :func:`adamjax._stages.adam_step`.
+
+Moments quantized to 8 or 4 bits (``state_bits``) take the kernel's quantized
+step, which dequantizes, steps and requantizes each block in the same single
+pass; the arrays below the quantization threshold, whose moments stay
+float32, share the plain kernel call as before.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core, _native, _numerics, _stages
+from adamjax import _checks, _core, _native, _numerics, _quantize, _stages
 
 
 class FusedSpec(NamedTuple):
@@ -57,8 +62,6 @@ def variant_reason(config: _core.AdamConfig) -> str | None:
         jnp.issubdtype(jnp.dtype(d), jnp.complexfloating) for d in (config.mu_dtype, config.nu_dtype) if d is not None
     ):
         return "complex moments have no native kernel"
-    if config.state_bits is not None:
-        return f"{config.state_bits}-bit quantized moments have no native kernel (the step runs in pure JAX)"
     return None
 
 
@@ -93,6 +96,89 @@ def _reference_all(params, grads, mus, nus, hyper, **flags):
     return new_params, new_mus, new_nus
 
 
+def _quantized_reference_all(
+    params, grads, mu_codes, mu_scales, nu_codes, nu_scales, hyper, *, layout: tuple, **flags
+) -> tuple[tuple, ...]:
+    """The quantized kernel's results computed by the core in JAX: dequantize, step, requantize."""
+    bits, block_size, mu_signed, nu_signed = layout
+    outs = []
+    for p, g, mc, ms, nc, ns in zip(params, grads, mu_codes, mu_scales, nu_codes, nu_scales, strict=True):
+        shape = tuple(jnp.shape(p))
+        mu = _quantize.QuantizedArray(mc, ms, shape, bits, mu_signed, block_size)
+        nu = _quantize.QuantizedArray(nc, ns, shape, bits, nu_signed, block_size)
+        out, new_mu, new_nu = _reference(p, g, _core.read_moment(mu), _core.read_moment(nu), hyper, **flags)
+        new_mu, new_nu = _core.write_moment(new_mu, mu), _core.write_moment(new_nu, nu)
+        outs.append((out, new_mu.codes, new_mu.scales, new_nu.codes, new_nu.scales))
+    return tuple(tuple(column) for column in zip(*outs, strict=True)) if outs else ((),) * 5
+
+
+@functools.cache
+def quantized_kernel(coupled: bool, decoupled: bool, updates: bool, layout: tuple):
+    """``(params, grads, mu codes, mu scales, nu codes, nu scales, hyper) -> the five new columns``.
+
+    ``layout`` is ``(bits, block_size, mu signed, nu signed)``, shared by the
+    arrays of one call. As :func:`kernel`: ``jax.grad`` and ``jax.jvp``
+    differentiate the core (through dequantization and requantization) instead.
+    """
+    flags = {"coupled": coupled, "decoupled": decoupled, "updates": updates}
+    bits, block_size, mu_signed, nu_signed = layout
+    reference = functools.partial(_quantized_reference_all, layout=layout, **flags)
+
+    @jax.custom_jvp
+    def step(params, grads, mu_codes, mu_scales, nu_codes, nu_scales, hyper):
+        return _native.ffi_quantized_step(
+            params,
+            grads,
+            mu_codes,
+            mu_scales,
+            nu_codes,
+            nu_scales,
+            hyper,
+            bits=bits,
+            block_size=block_size,
+            mu_map=_quantize.quantization_map(bits, mu_signed),
+            nu_map=_quantize.quantization_map(bits, nu_signed),
+            **flags,
+        )
+
+    @step.defjvp
+    def _jvp(primals, tangents):
+        return jax.jvp(reference, primals, tangents)
+
+    return step
+
+
+def _step_quantized(indices: list, hyper: jax.Array, params: list, grads: list, mus: list, nus: list, **flags) -> dict:
+    """The quantized kernel over the arrays at ``indices``: ``{index: (out, new mu, new nu)}``.
+
+    One call per layout (bits, block size, codebooks); an optimizer's arrays share one.
+    """
+    groups: dict[tuple, list] = {}
+    for i in indices:
+        mu, nu = mus[i], nus[i]
+        groups.setdefault((mu.bits, mu.block_size, mu.signed, nu.signed), []).append(i)
+    results = {}
+    for layout, members in groups.items():
+        columns = quantized_kernel(flags["coupled"], flags["decoupled"], flags["updates"], layout)(
+            tuple(params[i] for i in members),
+            tuple(grads[i] for i in members),
+            tuple(mus[i].codes for i in members),
+            tuple(mus[i].scales for i in members),
+            tuple(nus[i].codes for i in members),
+            tuple(nus[i].scales for i in members),
+            hyper,
+        )
+        for position, i in enumerate(members):
+            out, mu_codes, mu_scales, nu_codes, nu_scales = (column[position] for column in columns)
+            mu, nu = mus[i], nus[i]
+            results[i] = (
+                out,
+                _quantize.QuantizedArray(mu_codes, mu_scales, mu.shape, mu.bits, mu.signed, mu.block_size),
+                _quantize.QuantizedArray(nu_codes, nu_scales, nu.shape, nu.bits, nu.signed, nu.block_size),
+            )
+    return results
+
+
 @functools.cache
 def kernel(coupled: bool, decoupled: bool, updates: bool = False):
     """``(params, grads, mus, nus, hyper) -> (params or updates, mus, nus)`` over tuples of arrays.
@@ -123,6 +209,11 @@ def _scheduled(value: Any, part_state: Any) -> tuple[Any, Any]:
     return value, part_state
 
 
+def _moment_like(moment: Any) -> Any:
+    """A moment as the gradient tree's check sees it: itself, or a quantized one's shape and float32."""
+    return jax.ShapeDtypeStruct(moment.shape, moment.dtype) if _core.is_quantized(moment) else moment
+
+
 def _is_literal_zero(value: Any) -> bool:
     return not callable(value) and not _checks.is_traced(value) and float(value) == 0.0
 
@@ -133,10 +224,34 @@ def _mesh_free(x: Any) -> bool:
     return mesh is None or mesh.empty
 
 
+def _unsupported_quantized(grad: jax.Array, param: Any, mu: Any, nu: Any) -> str | None:
+    """Why the quantized kernel cannot step this array, or None when it can."""
+    if not (_core.is_quantized(mu) and _core.is_quantized(nu)):
+        return "one moment is quantized and the other is not"
+    reason = _native.quantized_unavailable_reason()
+    if reason is not None:
+        return reason
+    if (mu.bits, mu.block_size, mu.shape) != (nu.bits, nu.block_size, nu.shape) or mu.shape != grad.shape:
+        return "its two quantized moments differ in bits, block size or shape"
+    arrays = (grad, mu.codes, mu.scales, nu.codes, nu.scales) + (() if param is None else (param,))
+    if not all(_mesh_free(x) for x in arrays):
+        return "its type carries a mesh (explicit sharding); the pure-JAX path keeps it sharded"
+    dtype = jnp.dtype(grad.dtype)
+    if param is not None and (jnp.dtype(jnp.result_type(param)) != dtype or jnp.shape(param) != grad.shape):
+        return (
+            f"the gradient ({dtype}) and the parameter ({jnp.dtype(jnp.result_type(param))}) differ in dtype or shape"
+        )
+    if dtype not in _native.SUPPORTED_PARAM_DTYPES:
+        return f"dtype {dtype} is not the quantized kernel's (float32 or bfloat16 parameters)"
+    return None
+
+
 def _unsupported_leaf(grad: Any, param: Any, mu: Any, nu: Any) -> str | None:
     """Why the kernel cannot step this array, or None when it can."""
     if not isinstance(grad, jax.Array):
         return f"the gradient is a {type(grad).__name__}, not a JAX array"
+    if _core.is_quantized(mu) or _core.is_quantized(nu):
+        return _unsupported_quantized(grad, param, mu, nu)
     if not all(_mesh_free(x) for x in (grad, mu, nu) + (() if param is None else (param,))):
         return "its type carries a mesh (explicit sharding); the pure-JAX path keeps it sharded"
     dtype = jnp.dtype(grad.dtype)
@@ -199,7 +314,9 @@ def step_leaves(
     :data:`UPDATES_KERNEL_MAX_SIZE` elements or more are then stepped by the
     core in JAX (the same numbers), so that XLA fuses them with the addition;
     with ``every_size`` too the kernel steps every array (inside a wrapper's
-    ``lax.cond``, which no addition can join).
+    ``lax.cond``, which no addition can join). Arrays whose moments are
+    quantized (:class:`adamjax._quantize.QuantizedArray`) take the quantized
+    kernel in both modes and at every size.
 
     ``count`` is the step being taken (``t >= 1``); the bias corrections, the
     complements ``1 - b`` and the step size are computed once for all arrays.
@@ -224,18 +341,26 @@ def step_leaves(
             "decoupled_wd": decoupled_value if decoupled else 0.0,
         }
     )
-    if not updates:
-        return kernel(coupled, decoupled, updates)(tuple(params), tuple(grads), tuple(mus), tuple(nus), hyper)
+    flags = {"coupled": coupled, "decoupled": decoupled, "updates": updates}
+    outs: list = [None] * len(grads)
+    # Quantized moments take the quantized kernel in both modes, whatever the size: XLA cannot
+    # fuse the pure path's dequantization, absmax and code search with `optax.apply_updates`
+    # (they are several passes in any case), so one kernel pass plus the addition's is less.
+    quantized = [i for i, mu in enumerate(mus) if _core.is_quantized(mu)]
+    for i, out in _step_quantized(quantized, hyper, params, grads, mus, nus, **flags).items():
+        outs[i] = out
     # The updates feed `optax.apply_updates`, a second pass over the parameters. For a large
     # array XLA fuses the core's expression with that addition into one in-place loop (optax's
     # own step), which the kernel cannot join: it would write the updates to a new buffer and
     # the addition would read them back. Large arrays take the core; the many small ones, whose
     # cost is compiling a loop each, share one kernel call.
-    flags = {"coupled": coupled, "decoupled": decoupled, "updates": True}
-    small = [i for i, g in enumerate(grads) if every_size or jnp.size(g) < UPDATES_KERNEL_MAX_SIZE]
-    outs: list = [None] * len(grads)
+    small = [
+        i
+        for i, g in enumerate(grads)
+        if outs[i] is None and (not updates or every_size or jnp.size(g) < UPDATES_KERNEL_MAX_SIZE)
+    ]
     if small:
-        columns = kernel(coupled, decoupled, True)(
+        columns = kernel(coupled, decoupled, updates)(
             *(tuple(leaves[i] for i in small) for leaves in (params, grads, mus, nus)), hyper
         )
         for position, i in enumerate(small):
@@ -273,7 +398,12 @@ def run(
     if core_index is None:
         return "the state holds no Adam core state"
     core_state = states[core_index]
-    grad_leaves = _core.check_same_structure(spec.func, grads, core_state.mu)
+    # A quantized moment is one leaf here, like its gradient (as the core reads it).
+    treedef = jax.tree.structure(core_state.mu, is_leaf=_core.is_quantized)
+    mus = treedef.flatten_up_to(core_state.mu)
+    nus = treedef.flatten_up_to(core_state.nu)
+    shapes = treedef.unflatten([_moment_like(m) for m in mus])
+    grad_leaves = _core.check_same_structure(spec.func, grads, shapes)
 
     coupled_value = _core.coupled_decay_value(spec.config, core_state.count)
     coupled = coupled_value is not None
@@ -288,12 +418,9 @@ def run(
     if params is None:
         return "no parameters were given"  # the two-call path raises the error that names what is missing
 
-    treedef = jax.tree.structure(core_state.mu)
-    mus = treedef.flatten_up_to(core_state.mu)
-    nus = treedef.flatten_up_to(core_state.nu)
-    _core.check_same_structure(spec.func, params, core_state.mu)
+    _core.check_same_structure(spec.func, params, shapes)
     param_leaves = treedef.flatten_up_to(params)
-    paths = (jax.tree_util.keystr(p) or "the root" for p, _ in jax.tree_util.tree_leaves_with_path(core_state.mu))
+    paths = (jax.tree_util.keystr(p) or "the root" for p, _ in jax.tree_util.tree_leaves_with_path(shapes))
     reason = leaves_reason(paths, grad_leaves, param_leaves, mus, nus)
     if reason is not None:
         return reason

@@ -11,6 +11,11 @@ Hyperparameters travel as a float32 operand, so traced learning rates and
 schedules do not recompile; under ``vmap`` the call broadcasts every operand
 to the batch and the kernel reads one row of hyperparameters per member.
 :mod:`adamjax._fused` decides when the call applies and wraps it for ``jax.grad``.
+
+A second target steps arrays whose moments are blockwise quantized
+(:mod:`adamjax._quantize`): per block it dequantizes both moments, takes the
+same step and requantizes them, reading and writing codes and scales once
+(:func:`ffi_quantized_step`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from adamjax import _build_record
 
 _TARGET = "adamjax_adam_step"
+_QUANTIZED_TARGET = "adamjax_quantized_adam_step"
 # Order of the float32 hyperparameter operand; keep in sync with adam_kernel.cc.
 HYPER_FIELDS = (
     "lr",
@@ -72,6 +79,19 @@ def _load() -> str | None:
     return None
 
 
+@functools.cache
+def _load_quantized() -> str | None:
+    """Registers the quantized step once; returns why it is unavailable, or None."""
+    path = _library_path()
+    assert path is not None  # _load found it
+    try:
+        step = ctypes.cdll.LoadLibrary(path).AdamjaxQuantizedAdamStep
+        jax.ffi.register_ffi_target(_QUANTIZED_TARGET, jax.ffi.pycapsule(step), platform="cpu")
+    except (OSError, AttributeError, ValueError, RuntimeError) as error:  # a library built before it existed
+        return f"the native kernel at {path} has no quantized step ({error}); rebuild adamjax"
+    return None
+
+
 def unavailable_reason() -> str | None:
     """Why the native kernel cannot run in this process, or None when it can.
 
@@ -103,6 +123,40 @@ def instruction_set() -> str | None:
     query = ctypes.cdll.LoadLibrary(path).AdamjaxKernelIsa
     query.restype = ctypes.c_char_p
     return query().decode()
+
+
+def quantized_unavailable_reason() -> str | None:
+    """Why the quantized step cannot run in this process, or None when it can (see :func:`unavailable_reason`)."""
+    return unavailable_reason() or _load_quantized()
+
+
+def nearest_codes(table: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The quantized step's nearest-code search on its own: the code of each ``x`` (in ``[-1, 1]``).
+
+    Runs the loops the steps run (AVX2 or baseline); for the tests, which
+    compare it with :func:`adamjax._quantize.quantize`'s search.
+    """
+    reason = quantized_unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(reason)
+    path = _library_path()
+    assert path is not None
+    search = ctypes.cdll.LoadLibrary(path).AdamjaxNearestCodes
+    search.restype = ctypes.c_int
+    values = np.ascontiguousarray(table, np.float32)
+    points = np.ascontiguousarray(x, np.float32).reshape(-1)
+    out = np.empty(points.shape, np.uint8)
+    pointer = ctypes.POINTER(ctypes.c_float)
+    status = search(
+        values.ctypes.data_as(pointer),
+        ctypes.c_int64(values.size),
+        points.ctypes.data_as(pointer),
+        ctypes.c_int64(points.size),
+        out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+    )
+    if status != 0:
+        raise ValueError(f"the kernel refuses a codebook of {values.size} values")
+    return out.reshape(np.shape(x))
 
 
 def available() -> bool:
@@ -170,6 +224,73 @@ def ffi_step(
     call = jax.ffi.ffi_call(_TARGET, out_types, input_output_aliases=aliases, vmap_method="broadcast_all")
     outs = call(hyper, *params, *grads, *mus, *nus, coupled=coupled, decoupled=decoupled, updates=updates)
     return tuple(outs[:count]), tuple(outs[count : 2 * count]), tuple(outs[2 * count :])
+
+
+def ffi_quantized_step(
+    params: tuple[jax.Array, ...],
+    grads: tuple[jax.Array, ...],
+    mu_codes: tuple[jax.Array, ...],
+    mu_scales: tuple[jax.Array, ...],
+    nu_codes: tuple[jax.Array, ...],
+    nu_scales: tuple[jax.Array, ...],
+    hyper: jax.Array,
+    *,
+    bits: int,
+    block_size: int,
+    mu_map: np.ndarray,
+    nu_map: np.ndarray,
+    coupled: bool,
+    decoupled: bool,
+    updates: bool = False,
+) -> tuple[tuple[jax.Array, ...], ...]:
+    """The quantized step over groups of arrays: new ``(params, mu codes, mu scales, nu codes, nu scales)``.
+
+    Each array's codes and scales have :mod:`adamjax._quantize`'s layout for
+    ``bits`` and ``block_size``; ``mu_map`` and ``nu_map`` are the codebooks
+    (passed as attributes, so they are constants of the compiled step). Every
+    result is written over its operand (aliased); with ``updates=True`` the
+    first results are the updates, written over the gradients, as in
+    :func:`ffi_step`, whose grouping this follows.
+    """
+    columns = (params, grads, mu_codes, mu_scales, nu_codes, nu_scales)
+    if len(params) > GROUP:
+        parts = [
+            ffi_quantized_step(
+                *(column[i : i + GROUP] for column in columns),
+                hyper,
+                bits=bits,
+                block_size=block_size,
+                mu_map=mu_map,
+                nu_map=nu_map,
+                coupled=coupled,
+                decoupled=decoupled,
+                updates=updates,
+            )
+            for i in range(0, len(params), GROUP)
+        ]
+        return tuple(tuple(x for part in parts for x in part[k]) for k in range(5))
+    count = len(params)
+    if count == 0:
+        return (), (), (), (), ()
+    results = (params, mu_codes, mu_scales, nu_codes, nu_scales)
+    out_types = [jax.ShapeDtypeStruct(x.shape, x.dtype) for group in results for x in group]
+    # Operand 0 is `hyper`; then the six columns of L arrays. Result column k overwrites operand
+    # column 0 (parameters; 1, the gradients, in updates mode), 2, 3, 4 or 5.
+    sources = (1 if updates else 0, 2, 3, 4, 5)
+    aliases = {1 + source * count + i: k * count + i for k, source in enumerate(sources) for i in range(count)}
+    call = jax.ffi.ffi_call(_QUANTIZED_TARGET, out_types, input_output_aliases=aliases, vmap_method="broadcast_all")
+    outs = call(
+        hyper,
+        *(x for column in columns for x in column),
+        coupled=coupled,
+        decoupled=decoupled,
+        updates=updates,
+        bits=np.int64(bits),
+        block_size=np.int64(block_size),
+        mu_map=np.asarray(mu_map, np.float32),
+        nu_map=np.asarray(nu_map, np.float32),
+    )
+    return tuple(tuple(outs[k * count : (k + 1) * count]) for k in range(5))
 
 
 def pack_hyper(values: dict[str, Any]) -> jax.Array:

@@ -18,12 +18,18 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 namespace ffi = xla::ffi;
 
@@ -57,17 +63,86 @@ struct Pointers {
 
 using RangeFn = void (*)(const Pointers&, const float*, int64_t, int64_t);
 
+// ---- quantized moments (adamjax/_quantize.py) -------------------------------
+
+// A codebook (the sorted map a code indexes) and what finds the nearest code.
+//
+// The pure path's search (`_quantize._nearest_codes`) takes below = the last
+// entry <= x (clipped to [0, size - 2]) and moves up to below + 1 when
+// |x - map[below + 1]| < |x - map[below]| in float32. That choice only grows
+// with x, so code(x) = the number of thresholds t_j <= x, where t_j is the
+// least float whose code is above j; BuildCodebook finds each t_j by bisection
+// with that very float32 test, so the kernel's codes are the pure path's,
+// ties included. Thresholds are compared as order keys (OrderKey). To count
+// them fast, a float falls in a bucket by its top bits (sign, exponent, the
+// first mantissa bits), fine enough that a bucket holds at most one
+// threshold. The floats of one bucket differ only in their low bits, so one
+// 32-bit entry says it all: with a threshold inside, (base + 1) << 23 | its
+// place among those low bits, and the code is base + 1, less one before the
+// threshold; without, base << 23, and the code is the base. A 16-code map is
+// searched in four bisection steps instead (`levels`).
+struct Codebook {
+  int size = 0;                       // 16 or 256 codes
+  float values[256] = {};             // the map
+  int32_t thresholds[256] = {};       // [j] = order key of t_j (j < size - 1), then INT32_MAX
+  int shift = 0;                      // bucket = float bits >> shift (sign included)
+  int32_t low_mask = 0;               // (1 << shift) - 1: the bits within a bucket
+  std::vector<int32_t> bucket_entry;  // see above; the place is ThresholdPlace's
+  bool negative = false;              // whether a threshold is negative (else negative places need no care)
+  int32_t levels[4][8] = {};          // 16 codes: thresholds - 1 of each bisection step, by the code so far
+  int zero_code = 0;                  // the code of 0 (zero blocks and non-finite blocks)
+};
+
+// Where x lies within its bucket, increasing with x in both signs: its low bits,
+// reversed (0x7fffff - low, which is low ^ 0x7fffff) for a negative x, whose
+// key falls as they grow.
+inline int32_t ThresholdPlace(uint32_t bits, int32_t low_mask) {
+  return (static_cast<int32_t>(bits) & low_mask) ^ ((bits >> 31) ? 0x7fffff : 0);
+}
+
+// What one array of the quantized step reads and writes.
+struct QPointers {
+  const void* param;
+  const void* grad;
+  const uint8_t* mu_codes;
+  const float* mu_scales;
+  const uint8_t* nu_codes;
+  const float* nu_scales;
+  void* out;  // new parameters (or updates)
+  uint8_t* mu_codes_out;
+  float* mu_scales_out;
+  uint8_t* nu_codes_out;
+  float* nu_scales_out;
+};
+
+// An array's layout (quantize's): rows of `row` elements, each cut into
+// `blocks_per_row` blocks of `block` elements (the last one possibly short),
+// `code_bytes` bytes of codes per row.
+struct QGeometry {
+  int64_t row, blocks_per_row, code_bytes, block;
+};
+
+using QRangeFn = void (*)(const QPointers&, const QGeometry&, const Codebook&, const Codebook&, const float*,
+                          int64_t, int64_t);
+
+// A block's new moments wait in a stack buffer of this many floats each.
+constexpr int64_t kStackBlock = 1024;
+
 namespace baseline {
 #include "adam_kernel_impl.h"
+#include "quantized_kernel_impl.h"
 }  // namespace baseline
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define ADAMJAX_HAVE_AVX2 1
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#define ADAMJAX_VECTOR_AVX2 1
 namespace avx2 {
 #include "adam_kernel_impl.h"
+#include "quantized_kernel_impl.h"
 }  // namespace avx2
+#undef ADAMJAX_VECTOR_AVX2
 #pragma GCC pop_options
 #endif
 
@@ -94,6 +169,156 @@ RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool coupl
   return baseline::Pick(param, mu, nu, coupled, decoupled, updates);
 }
 
+// Whether XLA's CPU code on this host contracts `a * b + c` into a fused
+// multiply-add: XLA lets LLVM fuse them wherever the CPU has FMA instructions.
+bool HostHasFma() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool has = __builtin_cpu_supports("fma");
+  return has;
+#elif defined(__aarch64__)
+  return true;
+#else
+  return false;
+#endif
+}
+
+QRangeFn QPick(ffi::DataType param, int bits, bool coupled, bool decoupled, bool updates) {
+#ifdef ADAMJAX_HAVE_AVX2
+  if (UsesAvx2()) return avx2::QPick(param, bits, true, coupled, decoupled, updates);
+#endif
+  return baseline::QPick(param, bits, HostHasFma(), coupled, decoupled, updates);
+}
+
+// XLA's CPU code runs with denormals flushed to zero (inputs and results); the
+// quantized step does the same, so a subnormal moment becomes a zero block in
+// both paths, whatever thread the pool runs it on.
+class FlushDenormals {
+ public:
+#if defined(__x86_64__) && defined(__GNUC__)
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned int saved_;
+#elif defined(__aarch64__)
+  FlushDenormals() {
+    __asm__ __volatile__("mrs %0, fpcr" : "=r"(saved_));
+    __asm__ __volatile__("msr fpcr, %0" : : "r"(saved_ | (uint64_t{1} << 24)));  // FZ
+  }
+  ~FlushDenormals() { __asm__ __volatile__("msr fpcr, %0" : : "r"(saved_)); }
+
+ private:
+  uint64_t saved_;
+#endif
+};
+
+// The pure path's code for x (see Codebook).
+int ReferenceCode(const float* values, int size, float x) {
+  const int count = static_cast<int>(std::upper_bound(values, values + size, x) - values);  // side="right"
+  const int below = std::min(std::max(count - 1, 0), size - 2);
+  return std::fabs(x - values[below + 1]) < std::fabs(x - values[below]) ? below + 1 : below;
+}
+
+int32_t KeyOf(float x) {
+  int32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  return bits ^ ((bits >> 31) & 0x7fffffff);
+}
+
+float FloatOfKey(int32_t key) {  // KeyOf is its own inverse on the bits
+  const int32_t bits = key ^ ((key >> 31) & 0x7fffffff);
+  float x;
+  std::memcpy(&x, &bits, sizeof(x));
+  return x;
+}
+
+// Thresholds and buckets for a map; an error message when the map is not one
+// the kernel can search (not 16 or 256 sorted finite values).
+std::string BuildCodebook(const float* values, int64_t size, Codebook* book) {
+  if (size != 16 && size != 256) return "a codebook must hold 16 or 256 values";
+  book->size = static_cast<int>(size);
+  for (int64_t j = 0; j < size; ++j) {
+    if (!std::isfinite(values[j]) || (j > 0 && !(values[j] > values[j - 1]))) {
+      return "a codebook must hold increasing finite values";
+    }
+    book->values[j] = values[j];
+  }
+  const int n = book->size;
+  for (int j = 0; j + 1 < n; ++j) {
+    int32_t lo = KeyOf(values[j]), hi = KeyOf(values[j + 1]);  // code(lo) = j, code(hi) = j + 1
+    if (ReferenceCode(values, n, values[j]) != j || ReferenceCode(values, n, values[j + 1]) != j + 1) {
+      return "a codebook value is not its own nearest code";
+    }
+    while (hi - lo > 1) {  // the least key whose code is above j lies in (lo, hi]
+      const int32_t mid = lo + (hi - lo) / 2;
+      (ReferenceCode(values, n, FloatOfKey(mid)) > j ? hi : lo) = mid;
+    }
+    book->thresholds[j] = hi;
+  }
+  for (int j = n - 1; j < 256; ++j) book->thresholds[j] = std::numeric_limits<int32_t>::max();
+  book->zero_code = ReferenceCode(values, n, 0.0f);
+
+  const int32_t* t = book->thresholds;
+  if (n == 16) {  // bisection: step k (k = 0..3) finds bit 3 - k of the code, given the bits above it
+    for (int k = 0, step = 8; k < 4; ++k, step /= 2) {
+      for (int prefix = 0; prefix < (1 << k); ++prefix) {
+        book->levels[k][prefix] = t[prefix * step * 2 + step - 1] - 1;  // key >= t  <=>  key > t - 1
+      }
+    }
+  }
+  // 256 codes: buckets of 7 mantissa bits first (shift 16), whose index is a float's high
+  // half, which the AVX2 loops read straight from memory (quantized_kernel_impl.h).
+  for (int mantissa_bits = n == 256 ? 7 : 4; mantissa_bits <= 8; ++mantissa_bits) {
+    const int shift = 23 - mantissa_bits;
+    const int64_t half = int64_t{1} << (31 - shift);  // buckets per sign
+    std::vector<int32_t> entry(2 * half, 0);
+    bool fits = true;
+    for (int64_t i = 0; i < 2 * half && fits; ++i) {
+      const int64_t mag_lo = (i % half) << shift, mag_hi = mag_lo + (int64_t{1} << shift) - 1;
+      const int64_t key_lo = i < half ? mag_lo : -1 - mag_hi;
+      const int64_t key_hi = i < half ? mag_hi : -1 - mag_lo;
+      const int64_t below = std::upper_bound(t, t + n - 1, key_lo, [](int64_t k, int32_t x) { return k < x; }) - t;
+      const int64_t upto = std::upper_bound(t, t + n - 1, key_hi, [](int64_t k, int32_t x) { return k < x; }) - t;
+      fits = upto - below <= 1;
+      entry[i] = static_cast<int32_t>(below << 23);
+      if (upto > below) {
+        uint32_t threshold_bits;
+        const float threshold = FloatOfKey(t[below]);
+        std::memcpy(&threshold_bits, &threshold, sizeof(threshold_bits));
+        entry[i] = static_cast<int32_t>((below + 1) << 23) | ThresholdPlace(threshold_bits, (1 << shift) - 1);
+      }
+    }
+    // -0 shares +0's code (the search compares values): no threshold between them.
+    if (fits && (static_cast<uint32_t>(entry[half]) >> 23) != static_cast<uint32_t>(book->zero_code)) {
+      return "a codebook threshold lies at zero";
+    }
+    if (fits) {
+      book->shift = shift;
+      book->low_mask = (1 << shift) - 1;
+      book->bucket_entry = std::move(entry);
+      book->negative = t[0] < 0;
+      return "";
+    }
+  }
+  return "a codebook's thresholds are too close for its buckets";
+}
+
+// Codebooks built so far, found by their values (each step passes its maps;
+// building one takes about 10 microseconds, finding it far less).
+const Codebook* FindCodebook(const float* values, int64_t size, std::string* error) {
+  static std::mutex mutex;
+  static std::vector<std::unique_ptr<Codebook>> books;
+  std::lock_guard<std::mutex> lock(mutex);
+  for (const auto& book : books) {
+    if (book->size == size && std::memcmp(book->values, values, size * sizeof(float)) == 0) return book.get();
+  }
+  auto book = std::make_unique<Codebook>();
+  *error = BuildCodebook(values, size, book.get());
+  if (!error->empty()) return nullptr;
+  books.push_back(std::move(book));
+  return books.back().get();
+}
+
 // One array of the step: its loop (chosen for its dtypes), its buffers, its
 // size and, under jax.vmap, the size of one batch member's slice (member k
 // owns elements [k * member, (k + 1) * member) and reads hyperparameter row k).
@@ -102,6 +327,24 @@ struct Leaf {
   Pointers ptr;
   int64_t n;
   int64_t member;
+
+  void Run(const float* hyper, int64_t begin, int64_t end) const { fn(ptr, hyper, begin, end); }
+};
+
+// One array of the quantized step; its units are blocks, not elements.
+struct QLeaf {
+  QRangeFn fn;
+  QPointers ptr;
+  QGeometry geo;
+  const Codebook* mu_book;
+  const Codebook* nu_book;
+  int64_t n;       // blocks
+  int64_t member;  // blocks per batch member
+
+  void Run(const float* hyper, int64_t begin, int64_t end) const {
+    FlushDenormals flush;
+    fn(ptr, geo, *mu_book, *nu_book, hyper, begin, end);
+  }
 };
 
 // Work shared between the calling thread and pool threads. The arrays are laid
@@ -109,8 +352,9 @@ struct Leaf {
 // small arrays share a chunk, a large one spans many. The caller does every
 // chunk nobody else picked up and only waits for chunks already running
 // elsewhere, so there is no deadlock even when the pool has no free thread.
+template <typename LeafT>
 struct Shared {
-  std::vector<Leaf> leaves;
+  std::vector<LeafT> leaves;
   std::vector<int64_t> starts;  // starts[i]: offset of leaf i; starts.back(): total
   const float* hyper;
   int64_t total, chunk, num_chunks;
@@ -122,13 +366,13 @@ struct Shared {
   void Range(int64_t begin, int64_t end) const {
     size_t i = std::upper_bound(starts.begin(), starts.end(), begin) - starts.begin() - 1;
     for (; i < leaves.size() && starts[i] < end; ++i) {
-      const Leaf& leaf = leaves[i];
+      const LeafT& leaf = leaves[i];
       int64_t lo = std::max(begin, starts[i]) - starts[i];
       const int64_t hi = std::min(end, starts[i] + leaf.n) - starts[i];
       while (lo < hi) {
         const int64_t row = lo / leaf.member;
         const int64_t stop = std::min(hi, (row + 1) * leaf.member);
-        leaf.fn(leaf.ptr, hyper + row * kNumHyper, lo, stop);
+        leaf.Run(hyper + row * kNumHyper, lo, stop);
         lo = stop;
       }
     }
@@ -150,6 +394,17 @@ struct Shared {
 constexpr int64_t kChunk = 1 << 15;        // elements per claimed chunk
 constexpr int64_t kParallelMin = 1 << 16;  // below this, one thread is faster
 
+// Runs every chunk of `shared` on the calling thread and up to `helpers` pool threads.
+template <typename LeafT>
+void RunShared(ffi::ThreadPool& pool, const std::shared_ptr<Shared<LeafT>>& shared, int64_t helpers) {
+  for (int64_t t = 0; t < helpers; ++t) {
+    pool.Schedule([shared] { shared->Work(); });
+  }
+  shared->Work();
+  std::unique_lock<std::mutex> lock(shared->mutex);
+  shared->finished.wait(lock, [&] { return shared->done.load() == shared->num_chunks; });
+}
+
 // Operands: the hyperparameters, then L parameters, L gradients, L first and
 // L second moments; results: L new parameters (or, with `updates`, L updates
 // in a new buffer), L first and L second moments, each aliased to its operand.
@@ -163,7 +418,7 @@ ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> hyper, ffi::Rema
     return ffi::Error::InvalidArgument("adamjax adam kernel: expected 4 operands and 3 results per array");
   }
   const size_t count = args.size() / 4;
-  auto shared = std::make_shared<Shared>();
+  auto shared = std::make_shared<Shared<Leaf>>();
   shared->leaves.reserve(count);
   shared->starts.reserve(count + 1);
   int64_t total = 0;
@@ -214,12 +469,120 @@ ffi::Error AdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> hyper, ffi::Rema
   // bandwidth roof against 0.90 measured on 2 cores).
   const int64_t helpers =
       total >= kParallelMin ? std::min<int64_t>(pool.num_threads() - 1, shared->num_chunks - 1) : 0;
-  for (int64_t t = 0; t < helpers; ++t) {
-    pool.Schedule([shared] { shared->Work(); });
+  RunShared(pool, shared, helpers);
+  return ffi::Error::Success();
+}
+
+// The quantized step. Operands: the hyperparameters, then L parameters, L
+// gradients, L first-moment codes, L first-moment scales, L second-moment codes
+// and L second-moment scales; results: L new parameters (or updates), then the
+// new codes and scales in the operands' order, each aliased to its operand.
+// Attributes: the bits and block size every array shares, and the two maps.
+ffi::Error QuantizedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> hyper, ffi::RemainingArgs args,
+                             ffi::RemainingRets rets, bool coupled, bool decoupled, bool updates, int64_t bits,
+                             int64_t block, ffi::Span<const float> mu_map, ffi::Span<const float> nu_map) {
+  const int64_t rows = static_cast<int64_t>(hyper.element_count()) / kNumHyper;
+  if (rows < 1 || rows * kNumHyper != static_cast<int64_t>(hyper.element_count())) {
+    return ffi::Error::InvalidArgument("adamjax quantized kernel: malformed hyperparameters");
   }
-  shared->Work();
-  std::unique_lock<std::mutex> lock(shared->mutex);
-  shared->finished.wait(lock, [&] { return shared->done.load() == shared->num_chunks; });
+  if (args.size() % 6 != 0 || rets.size() * 6 != args.size() * 5) {
+    return ffi::Error::InvalidArgument("adamjax quantized kernel: expected 6 operands and 5 results per array");
+  }
+  if ((bits != 8 && bits != 4) || block < 1 || (bits == 4 && block % 2 != 0)) {
+    return ffi::Error::InvalidArgument("adamjax quantized kernel: bits must be 8 or 4, and the block even at 4");
+  }
+  if (static_cast<int64_t>(mu_map.size()) != (int64_t{1} << bits) ||
+      static_cast<int64_t>(nu_map.size()) != (int64_t{1} << bits)) {
+    return ffi::Error::InvalidArgument("adamjax quantized kernel: a map does not have 2^bits values");
+  }
+  std::string error;
+  const Codebook* mu_book = FindCodebook(mu_map.begin(), mu_map.size(), &error);
+  const Codebook* nu_book = mu_book == nullptr ? nullptr : FindCodebook(nu_map.begin(), nu_map.size(), &error);
+  if (mu_book == nullptr || nu_book == nullptr) {
+    return ffi::Error::InvalidArgument("adamjax quantized kernel: " + error);
+  }
+  const size_t count = args.size() / 6;
+  auto shared = std::make_shared<Shared<QLeaf>>();
+  shared->leaves.reserve(count);
+  shared->starts.reserve(count + 1);
+  int64_t total = 0, elements = 0;
+  for (size_t i = 0; i < count; ++i) {
+    auto param = args.get<ffi::AnyBuffer>(i);
+    auto grad = args.get<ffi::AnyBuffer>(count + i);
+    auto mu_codes = args.get<ffi::AnyBuffer>(2 * count + i);
+    auto mu_scales = args.get<ffi::AnyBuffer>(3 * count + i);
+    auto nu_codes = args.get<ffi::AnyBuffer>(4 * count + i);
+    auto nu_scales = args.get<ffi::AnyBuffer>(5 * count + i);
+    auto out = rets.get<ffi::AnyBuffer>(i);
+    auto mu_codes_out = rets.get<ffi::AnyBuffer>(count + i);
+    auto mu_scales_out = rets.get<ffi::AnyBuffer>(2 * count + i);
+    auto nu_codes_out = rets.get<ffi::AnyBuffer>(3 * count + i);
+    auto nu_scales_out = rets.get<ffi::AnyBuffer>(4 * count + i);
+    if (!param.has_value() || !grad.has_value() || !mu_codes.has_value() || !mu_scales.has_value() ||
+        !nu_codes.has_value() || !nu_scales.has_value() || !out.has_value() || !mu_codes_out.has_value() ||
+        !mu_scales_out.has_value() || !nu_codes_out.has_value() || !nu_scales_out.has_value()) {
+      return ffi::Error::InvalidArgument("adamjax quantized kernel: could not decode a buffer");
+    }
+    const ffi::DataType dtype = param->element_type();
+    if (grad->element_type() != dtype || (*out)->element_type() != dtype ||
+        mu_codes->element_type() != ffi::DataType::U8 || nu_codes->element_type() != ffi::DataType::U8 ||
+        (*mu_codes_out)->element_type() != ffi::DataType::U8 || (*nu_codes_out)->element_type() != ffi::DataType::U8 ||
+        mu_scales->element_type() != ffi::DataType::F32 || nu_scales->element_type() != ffi::DataType::F32 ||
+        (*mu_scales_out)->element_type() != ffi::DataType::F32 ||
+        (*nu_scales_out)->element_type() != ffi::DataType::F32) {
+      return ffi::Error::InvalidArgument("adamjax quantized kernel: operand dtypes do not match");
+    }
+    QRangeFn fn = QPick(dtype, static_cast<int>(bits), coupled, decoupled, updates);
+    if (fn == nullptr) return ffi::Error::InvalidArgument("adamjax quantized kernel: unsupported parameter dtype");
+    const int64_t n = static_cast<int64_t>(param->element_count());
+    const int64_t codes = static_cast<int64_t>(mu_codes->element_count());
+    const int64_t scales = static_cast<int64_t>(mu_scales->element_count());
+    if (mu_codes->dimensions().size() == 0 || mu_scales->dimensions().size() == 0) {
+      return ffi::Error::InvalidArgument("adamjax quantized kernel: codes and scales must have a row axis");
+    }
+    const int64_t code_bytes = mu_codes->dimensions().back();
+    const int64_t blocks_per_row = mu_scales->dimensions().back();
+    const int64_t lines = code_bytes == 0 ? 0 : codes / code_bytes;
+    const int64_t row = lines == 0 ? 0 : n / lines;
+    const bool layout_ok =
+        static_cast<int64_t>(grad->element_count()) == n && static_cast<int64_t>((*out)->element_count()) == n &&
+        static_cast<int64_t>(nu_codes->element_count()) == codes &&
+        static_cast<int64_t>(nu_scales->element_count()) == scales &&
+        static_cast<int64_t>((*mu_codes_out)->element_count()) == codes &&
+        static_cast<int64_t>((*nu_codes_out)->element_count()) == codes &&
+        static_cast<int64_t>((*mu_scales_out)->element_count()) == scales &&
+        static_cast<int64_t>((*nu_scales_out)->element_count()) == scales && lines * row == n &&
+        lines * blocks_per_row == scales && blocks_per_row == (row + block - 1) / block &&
+        code_bytes == (bits == 8 ? row : (row + 1) / 2) && lines % rows == 0;
+    if (!layout_ok) {
+      return ffi::Error::InvalidArgument("adamjax quantized kernel: codes and scales do not fit the parameters");
+    }
+    if (n == 0) continue;
+    shared->starts.push_back(total);
+    shared->leaves.push_back(
+        QLeaf{fn,
+              QPointers{param->untyped_data(), grad->untyped_data(),
+                        static_cast<const uint8_t*>(mu_codes->untyped_data()),
+                        static_cast<const float*>(mu_scales->untyped_data()),
+                        static_cast<const uint8_t*>(nu_codes->untyped_data()),
+                        static_cast<const float*>(nu_scales->untyped_data()), (*out)->untyped_data(),
+                        static_cast<uint8_t*>((*mu_codes_out)->untyped_data()),
+                        static_cast<float*>((*mu_scales_out)->untyped_data()),
+                        static_cast<uint8_t*>((*nu_codes_out)->untyped_data()),
+                        static_cast<float*>((*nu_scales_out)->untyped_data())},
+              QGeometry{row, blocks_per_row, code_bytes, block}, mu_book, nu_book, scales, scales / rows});
+    total += scales;
+    elements += n;
+  }
+  if (total == 0) return ffi::Error::Success();
+  shared->starts.push_back(total);
+  shared->hyper = hyper.typed_data();
+  shared->total = total;
+  shared->chunk = std::max<int64_t>(1, kChunk / block);  // in blocks
+  shared->num_chunks = (total + shared->chunk - 1) / shared->chunk;
+  const int64_t helpers =
+      elements >= kParallelMin ? std::min<int64_t>(pool.num_threads() - 1, shared->num_chunks - 1) : 0;
+  RunShared(pool, shared, helpers);
   return ffi::Error::Success();
 }
 
@@ -235,5 +598,38 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AdamjaxAdamStep, AdamImpl,
                                   .Attr<bool>("decoupled")
                                   .Attr<bool>("updates"));
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AdamjaxQuantizedAdamStep, QuantizedAdamImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // hyperparameters
+                                  .RemainingArgs()               // params, grads, codes and scales of mu and nu
+                                  .RemainingRets()               // params, codes and scales of mu and nu
+                                  .Attr<bool>("coupled")
+                                  .Attr<bool>("decoupled")
+                                  .Attr<bool>("updates")
+                                  .Attr<int64_t>("bits")
+                                  .Attr<int64_t>("block_size")
+                                  .Attr<ffi::Span<const float>>("mu_map")
+                                  .Attr<ffi::Span<const float>>("nu_map"));
+
 // "avx2" or "baseline": which loops the steps run (adamjax._native.instruction_set).
 extern "C" const char* AdamjaxKernelIsa() { return UsesAvx2() ? "avx2" : "baseline"; }
+
+// The quantized step's nearest-code search on its own, over `n` values in
+// [-1, 1] with the loops the steps run (the tests compare it with the pure
+// path's search near every threshold). Returns 0, or -1 for a map the kernel
+// refuses.
+extern "C" int AdamjaxNearestCodes(const float* map, int64_t size, const float* x, int64_t n, uint8_t* out) {
+  std::string error;
+  const Codebook* book = FindCodebook(map, size, &error);
+  if (book == nullptr) return -1;
+  FlushDenormals flush;
+#ifdef ADAMJAX_HAVE_AVX2
+  if (UsesAvx2()) {
+    avx2::NearestCodesOf(*book, x, n, out);
+    return 0;
+  }
+#endif
+  baseline::NearestCodesOf(*book, x, n, out);
+  return 0;
+}
