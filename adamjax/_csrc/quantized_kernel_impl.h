@@ -11,15 +11,20 @@
 // found, and then the block is requantized (nearest code, ties to the lower
 // index) and written back over the codes it was read from.
 //
-// Rounding follows the pure-JAX step as XLA compiles it on this CPU, so the
-// moments it requantizes are the pure path's bit for bit:
+// Rounding follows the pure-JAX step as XLA compiles it on this CPU:
 // * where the host has FMA, XLA contracts `a * b + c` into one fused
 //   multiply-add (the moments' `(1 - b1) g + b1 m`, a coupled or decoupled
 //   decay, `p + (-lr) u`); with kFma the kernel does the same, and without FMA
-//   both round twice;
-// * XLA rewrites a division by a broadcast value as a multiplication by its
-//   reciprocal: the bias corrections (`m / (1 - b1^t)` is `m * (1 / (1 -
-//   b1^t))`) and quantize's `x / scale` per block; the kernel multiplies too.
+//   both round twice. So the new moments, and the codes and scales made from
+//   them, are the pure path's bit for bit;
+// * quantize's `x / scale` becomes `x * (1 / scale)` per block (XLA rewrites a
+//   division by a broadcast value so there); the kernel multiplies too;
+// * the direction: XLA turns `(m / bc1) / d` into `m / (bc1 * d)` and keeps
+//   `v / bc2`, as it compiles a tree of arrays that share the bias
+//   corrections; with eps <= 0 (or traced) the zero-denominator guard keeps
+//   `(m / bc1) / d`. A lone array may instead get `m * (1 / bc1)` and
+//   `v * (1 / bc2)`: its parameters then differ from the pure path's by a
+//   rounding (1e-7 relative), while its moments stay equal.
 // bfloat16 parameters keep the float32 kernel's rounding of the update
 // (adam_kernel_impl.h).
 
@@ -31,7 +36,7 @@ inline float MulAdd(float a, float b, float c) {
 
 // The step's hyperparameters, read once per range from this batch member's row.
 struct QHyper {
-  float neg_lr, b1, omb1, b2, omb2, eps, eps_root, inv_bc1, inv_bc2, coupled, decoupled;
+  float neg_lr, b1, omb1, b2, omb2, eps, eps_root, bc1, bc2, coupled, decoupled;
   explicit QHyper(const float* h)
       : neg_lr(-h[kLr]),
         b1(h[kB1]),
@@ -40,8 +45,8 @@ struct QHyper {
         omb2(h[kOneMinusB2]),
         eps(h[kEps]),
         eps_root(h[kEpsRoot]),
-        inv_bc1(1.0f / h[kBc1]),
-        inv_bc2(1.0f / h[kBc2]),
+        bc1(h[kBc1]),
+        bc2(h[kBc2]),
         coupled(h[kCoupledWd]),
         decoupled(h[kDecoupledWd]) {}
 };
@@ -57,11 +62,16 @@ inline typename P::T StepOne(const QHyper& q, typename P::T param, typename P::T
   if (kCoupled) g = kF32 ? MulAdd<kFma>(q.coupled, p, g) : P::Load(P::Store(g + P::Load(P::Store(q.coupled * p))));
   const float m = MulAdd<kFma>(q.omb1, g, q.b1 * mu);
   const float v = MulAdd<kFma>(q.omb2, g * g, q.b2 * nu);
-  const float m_hat = m * q.inv_bc1;
-  const float denom = std::sqrt(v * q.inv_bc2 + q.eps_root) + q.eps;
-  const bool zero = denom == 0.0f;
-  const float sign = static_cast<float>((m_hat > 0.0f) - (m_hat < 0.0f));
-  float u = (zero ? sign : m_hat) / (zero ? 1.0f : denom);
+  const float denom = std::sqrt(v / q.bc2 + q.eps_root) + q.eps;
+  float u;
+  if (q.eps > 0.0f) {  // the denominator is never 0: no guard, and `m / (bc1 * d)` (see above)
+    u = m / (q.bc1 * denom);
+  } else {
+    const float m_hat = m / q.bc1;
+    const bool zero = denom == 0.0f;
+    const float sign = static_cast<float>((m_hat > 0.0f) - (m_hat < 0.0f));
+    u = (zero ? sign : m_hat) / (zero ? 1.0f : denom);
+  }
   *m_out = m;
   *v_out = v;
   if (kF32) {
@@ -338,13 +348,12 @@ void QuantizedBlocks(const QPointers& ptr, const QGeometry& geo, const Codebook&
     {
       const __m256 neg_lr = _mm256_set1_ps(q.neg_lr), b1 = _mm256_set1_ps(q.b1), omb1 = _mm256_set1_ps(q.omb1);
       const __m256 b2 = _mm256_set1_ps(q.b2), omb2 = _mm256_set1_ps(q.omb2), eps = _mm256_set1_ps(q.eps);
-      const __m256 eps_root = _mm256_set1_ps(q.eps_root);
-      const __m256 inv_bc1 = _mm256_set1_ps(q.inv_bc1), inv_bc2 = _mm256_set1_ps(q.inv_bc2);
+      const __m256 eps_root = _mm256_set1_ps(q.eps_root), bc1 = _mm256_set1_ps(q.bc1), bc2 = _mm256_set1_ps(q.bc2);
       const __m256 coupled = _mm256_set1_ps(q.coupled), decoupled = _mm256_set1_ps(q.decoupled);
       const __m256 mu_s = _mm256_set1_ps(mu_scale), nu_s = _mm256_set1_ps(nu_scale);
       const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
       const __m256i magnitude = _mm256_set1_epi32(0x7fffffff);
-      // With eps > 0 the denominator is never 0 (or NaN, which the guard leaves alone): no guard.
+      // With eps > 0 the denominator is never 0 (or NaN, which the guard leaves alone): no guard (StepOne).
       const bool guard = !(q.eps > 0.0f);
       // v_hat >= 0 (or NaN), so adding an eps_root of 0 changes nothing.
       const bool with_eps_root = q.eps_root != 0.0f;
@@ -361,18 +370,18 @@ void QuantizedBlocks(const QPointers& ptr, const QGeometry& geo, const Codebook&
         }
         const __m256 m = MulAdd8<kFma>(omb1, gv, _mm256_mul_ps(b1, mu));
         const __m256 v = MulAdd8<kFma>(omb2, _mm256_mul_ps(gv, gv), _mm256_mul_ps(b2, nu));
-        const __m256 m_hat = _mm256_mul_ps(m, inv_bc1);
-        __m256 v_hat = _mm256_mul_ps(v, inv_bc2);
+        __m256 v_hat = _mm256_div_ps(v, bc2);
         if (with_eps_root) v_hat = _mm256_add_ps(v_hat, eps_root);
         const __m256 denom = _mm256_add_ps(_mm256_sqrt_ps(v_hat), eps);
         __m256 u;
         if (guard) {
+          const __m256 m_hat = _mm256_div_ps(m, bc1);
           const __m256 is_zero = _mm256_cmp_ps(denom, zero, _CMP_EQ_OQ);
           const __m256 sign = _mm256_sub_ps(_mm256_and_ps(_mm256_cmp_ps(m_hat, zero, _CMP_GT_OQ), one),
                                             _mm256_and_ps(_mm256_cmp_ps(m_hat, zero, _CMP_LT_OQ), one));
           u = _mm256_div_ps(_mm256_blendv_ps(m_hat, sign, is_zero), _mm256_blendv_ps(denom, one, is_zero));
         } else {
-          u = _mm256_div_ps(m_hat, denom);
+          u = _mm256_div_ps(m, _mm256_mul_ps(bc1, denom));
         }
         __m256 result;
         if (kF32) {
