@@ -256,7 +256,12 @@ def ffi_quantized_step(
     if len(params) > GROUP:
         parts = [
             ffi_quantized_step(
-                *(column[i : i + GROUP] for column in columns),
+                params[i : i + GROUP],
+                grads[i : i + GROUP],
+                mu_codes[i : i + GROUP],
+                mu_scales[i : i + GROUP],
+                nu_codes[i : i + GROUP],
+                nu_scales[i : i + GROUP],
                 hyper,
                 bits=bits,
                 block_size=block_size,

@@ -19,6 +19,9 @@ Scenarios (``--scenario NAME``, repeatable; default all):
 * ``small-leaves``: a 294-array transformer-like model of ~0.6M parameters;
 * ``large-leaves``: the same 294 arrays scaled to ~39M parameters, and memory;
 * ``many-leaves``: 1,000 arrays;
+* ``quantized``: 8- and 4-bit moments (``state_bits``) on the one large array:
+  the fused native step against float32 Adam and the pure-JAX quantized path
+  (``benchmarks/quantized.py``);
 * ``eager-loop``: the scalar quadratic of Adam-from-scratch tutorials, a plain Python loop over the
   triple API (``benchmarks/eager_loop.py``);
 * ``sweep``: 64 learning rates x a small MLP in one jitted, vmapped step;
@@ -51,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
 import eager_loop  # noqa: E402
+import quantized  # noqa: E402
 import realistic  # noqa: E402
 import simulator_grid  # noqa: E402
 
@@ -479,6 +483,10 @@ def scenario_many_leaves(settings: Settings, torch: Any | None, report: h.Report
     )
 
 
+def scenario_quantized(settings: Settings, torch: Any | None, report: h.Report) -> None:
+    quantized.scenario(settings, bandwidth_probes, report)
+
+
 def scenario_eager_loop(settings: Settings, torch: Any | None, report: h.Report) -> None:
     rounds, steps, slow_steps = (3, 200, 5) if settings.quick else (settings.rounds, 500, 20)
     print(
@@ -586,6 +594,7 @@ SCENARIOS: dict[str, tuple[str, Callable]] = {
     "small-leaves": ("~300 small leaves", scenario_small_leaves),
     "large-leaves": ("~300 large leaves", scenario_large_leaves),
     "many-leaves": ("Many leaves: first call", scenario_many_leaves),
+    "quantized": ("Quantized moments: the fused step on one large array", scenario_quantized),
     "eager-loop": ("A scalar loop, called eagerly", scenario_eager_loop),
     "sweep": ("Vmapped learning-rate sweep", scenario_sweep),
     "simulator": ("Simulator grid", scenario_simulator),

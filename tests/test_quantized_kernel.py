@@ -512,3 +512,44 @@ def test_the_baseline_loops_equal_the_pure_path(tmp_path, pure_path):
                 np.testing.assert_allclose(got, value, rtol=1e-6, atol=1e-7, err_msg=f"{name} {key}")
             else:
                 np.testing.assert_array_equal(got, value, err_msg=f"{name} {key}")
+
+
+# ---------------------------------------------------------------- the benchmark scenario
+
+
+def test_the_benchmark_scenario_prints_its_rows_bytes_and_targets():
+    """``benchmarks/suite.py --scenario quantized`` at a small size: the tables and targets, never the timings."""
+    suite = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
+    command = [sys.executable, str(suite), "--quick", "--scenario", "quantized", "--large-log2", "16", "--rounds", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "adamjax.native_status for 8 bits: fused: apply_step runs the native kernel" in out
+    precomputed, in_step = out.split("Gradient computed in the step")[:2]
+    bytes_by_mode = []
+    for text, extra in ((precomputed, []), (in_step, ["floor: gradient + SGD"])):
+        lines = text.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("| variant"))
+        body = lines[start + 2 :]
+        rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in body[: body.index("")]]
+        names = [row[0] for row in rows]
+        assert names[:8] == [
+            "optax.adam",
+            "apply_step, float32 state",
+            "apply_step, 8-bit state",
+            "apply_step, 4-bit state",
+            "pure JAX apply_step, 8-bit state",
+            "pure JAX apply_step, 4-bit state",
+            "tx.update + apply_updates, 8-bit state",
+            "pure JAX tx.update + apply_updates, 8-bit state",
+        ]
+        assert names[8:] == [*extra, "probe: p,m,v += f(g) (read 4, write 3)", "probe: a = 0.5 a + b (read 2, write 1)"]
+        assert max(float(row[7]) for row in rows) == 1.0  # the roof is the best rate of the run
+        assert next(row for row in rows if row[0] == "apply_step, float32 state")[5] == "1.00x"
+        bytes_by_mode.append({row[0]: row[1] for row in rows})
+    # One pass: 12 bytes of parameter and gradient, the state read and written, the gradient's pass in the step.
+    assert [b["apply_step, float32 state"] for b in bytes_by_mode] == ["28.00", "36.00"]
+    assert [b["apply_step, 8-bit state"] for b in bytes_by_mode] == ["16.06", "24.06"]
+    assert [b["apply_step, 4-bit state"] for b in bytes_by_mode] == ["14.12", "22.12"]
+    targets = [line for line in out.splitlines() if line.startswith("| one 2^16 array")]
+    assert len(targets) == 8 and all(line.rstrip(" |").endswith(("PASS", "MISS")) for line in targets)
