@@ -266,9 +266,9 @@ std::string BuildCodebook(const float* values, int64_t size, Codebook* book) {
       }
     }
   }
-  // 256 codes: buckets of 7 mantissa bits first (shift 16), whose index is a float's high
-  // half, which the AVX2 loops read straight from memory (quantized_kernel_impl.h).
-  for (int mantissa_bits = n == 256 ? 7 : 4; mantissa_bits <= 8; ++mantissa_bits) {
+  // 256 codes: buckets of 7 mantissa bits (shift 16), whose index is a float's high half, which
+  // the AVX2 loops read straight from memory (quantized_kernel_impl.h); 16 codes: the fewest bits.
+  for (int mantissa_bits = n == 256 ? 7 : 4; mantissa_bits <= (n == 256 ? 7 : 8); ++mantissa_bits) {
     const int shift = 23 - mantissa_bits;
     const int64_t half = int64_t{1} << (31 - shift);  // buckets per sign
     std::vector<int32_t> entry(2 * half, 0);

@@ -166,14 +166,10 @@ inline __m256 MulAdd8(__m256 a, __m256 b, __m256 c) {
   return _mm256_add_ps(_mm256_mul_ps(a, b), c);
 }
 
-// Codes of elements [i, i + 8) of a block, as eight int32 lanes. At 4 bits
-// the four bytes go to every lane, which shifts its own nibble down (code 2k
-// is the high nibble of byte k).
-template <int kBits>
-inline __m256i LoadCodes(const uint8_t* codes, int64_t i) {
-  if (kBits == 8) {
-    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i)));
-  }
+// The 4-bit codes of elements [i, i + 8) of a block, as eight int32 lanes: the
+// four bytes go to every lane, which shifts its own nibble down (code 2k is the
+// high nibble of byte k).
+inline __m256i LoadNibbles(const uint8_t* codes, int64_t i) {
   int32_t word;
   std::memcpy(&word, codes + (i >> 1), sizeof(word));
   const __m256i shifted = _mm256_srlv_epi32(_mm256_set1_epi32(word), _mm256_setr_epi32(4, 0, 12, 8, 20, 16, 28, 24));
@@ -192,14 +188,14 @@ inline __m256 Dequantize(const Codebook& book, const uint8_t* codes, int64_t i, 
     const __m256 values = _mm256_setr_ps(t[c[0]], t[c[1]], t[c[2]], t[c[3]], t[c[4]], t[c[5]], t[c[6]], t[c[7]]);
     return _mm256_mul_ps(values, scale);
   }
-  const __m256i code = LoadCodes<kBits>(codes, i);
+  const __m256i code = LoadNibbles(codes, i);
   const __m256 low = _mm256_permutevar8x32_ps(_mm256_loadu_ps(book.values), code);
   const __m256 high = _mm256_permutevar8x32_ps(_mm256_loadu_ps(book.values + 8), code);
   return _mm256_mul_ps(_mm256_blendv_ps(low, high, _mm256_castsi256_ps(_mm256_slli_epi32(code, 28))), scale);
 }
 
-// The code of eight values from their buckets' entries (kNegative: the
-// codebook has negative thresholds, so a negative value's place is reversed).
+// The code of eight values from their buckets' entries, for a 256-code map
+// (kNegative: it has negative thresholds, so a negative value's place is reversed).
 template <bool kNegative>
 inline __m256i CodesFromEntries(const Codebook& book, __m256i bits, __m256i entry) {
   __m256i place = _mm256_and_si256(bits, _mm256_set1_epi32(book.low_mask));
@@ -211,27 +207,20 @@ inline __m256i CodesFromEntries(const Codebook& book, __m256i bits, __m256i entr
                           _mm256_cmpgt_epi32(_mm256_and_si256(entry, _mm256_set1_epi32(0x7fffff)), place));
 }
 
-// NearestCode on eight lanes. 8 bits: a gather of the buckets' entries (the
-// requantization reads them with scalar loads instead, see QuantizeVector);
-// 4 bits: four bisection steps, each a permute of thresholds.
-template <int kBits, bool kNegative>
-inline __m256i NearestCodes(const Codebook& book, __m256 x) {
+// NearestCode on eight lanes for a 16-code map: four bisection steps, each a
+// permute of thresholds (Codebook::levels).
+inline __m256i NearestCodes16(const Codebook& book, __m256 x) {
   const __m256i bits = _mm256_castps_si256(x);
-  if (kBits == 4) {
-    const __m256i negative = _mm256_srai_epi32(bits, 31);
-    const __m256i key = _mm256_xor_si256(bits, _mm256_and_si256(negative, _mm256_set1_epi32(0x7fffffff)));
-    // The code's bits so far; each step doubles it and adds the next bit (key >= threshold).
-    __m256i code = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                    _mm256_cmpgt_epi32(key, _mm256_set1_epi32(book.levels[0][0])));
-    for (int k = 1; k < 4; ++k) {
-      const __m256i threshold = _mm256_permutevar8x32_epi32(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(book.levels[k])), code);
-      code = _mm256_sub_epi32(_mm256_add_epi32(code, code), _mm256_cmpgt_epi32(key, threshold));
-    }
-    return code;
+  const __m256i key = _mm256_xor_si256(bits, _mm256_and_si256(_mm256_srai_epi32(bits, 31), _mm256_set1_epi32(0x7fffffff)));
+  // The code's bits so far; each step doubles it and adds the next bit (key >= threshold).
+  __m256i code =
+      _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_cmpgt_epi32(key, _mm256_set1_epi32(book.levels[0][0])));
+  for (int k = 1; k < 4; ++k) {
+    const __m256i threshold =
+        _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(book.levels[k])), code);
+    code = _mm256_sub_epi32(_mm256_add_epi32(code, code), _mm256_cmpgt_epi32(key, threshold));
   }
-  const __m256i bucket = _mm256_srl_epi32(bits, _mm_cvtsi32_si128(book.shift));
-  return CodesFromEntries<kNegative>(book, bits, _mm256_i32gather_epi32(book.bucket_entry.data(), bucket, 4));
+  return code;
 }
 
 // Stores the codes of elements [i, i + 16) (eight bytes at 4 bits).
@@ -271,16 +260,16 @@ inline void StoreCodes(uint8_t* codes, int64_t i, __m256i code) {
 // 16 bits of a float, read in place (a type that may alias it).
 typedef uint16_t Half __attribute__((__may_alias__));
 
-// Requantizes `len` new values of a moment: codes of elements [0, len - len % 8).
-// `x` is the block's buffer; 8 bits with 16-bit buckets overwrite it with x / scale.
+// Requantizes `len` new values of a moment: codes of elements [0, len - len % 8),
+// from the block's buffer `x`, which 8 bits overwrite with x / scale.
 template <int kBits, bool kNegative>
 inline int64_t QuantizeVector(const Codebook& book, float* x, int64_t len, float scale, uint8_t* codes) {
   int64_t i = 0;
   if (!(scale > 0.0f)) return i;  // zero and non-finite blocks: QuantizeScalar writes the code of 0
   const __m256 inverse = _mm256_set1_ps(1.0f / scale);
-  if (kBits == 8 && book.shift == 16) {
-    // Normalise the block in place, then read each value's bucket (its high 16 bits) from memory
-    // and its entry with a scalar load: no gather (see Dequantize).
+  if (kBits == 8) {
+    // Normalise the block in place, then read each value's bucket (its high 16 bits: BuildCodebook
+    // gives 256-code maps shift 16) from memory and its entry with a scalar load (see Dequantize).
     const int64_t whole = len & ~int64_t{7};
     for (int64_t k = 0; k < whole; k += 8) _mm256_storeu_ps(x + k, _mm256_mul_ps(_mm256_loadu_ps(x + k), inverse));
     const int32_t* e = book.bucket_entry.data();
@@ -289,16 +278,16 @@ inline int64_t QuantizeVector(const Codebook& book, float* x, int64_t len, float
       const __m256i entry = _mm256_setr_epi32(e[h[0]], e[h[2]], e[h[4]], e[h[6]], e[h[8]], e[h[10]], e[h[12]], e[h[14]]);
       StoreCodes<kBits>(codes, i, CodesFromEntries<kNegative>(book, _mm256_castps_si256(_mm256_loadu_ps(x + i)), entry));
     }
-    // QuantizeScalar divides the tail itself, from values not yet normalised.
+    // QuantizeScalar normalises the tail itself, from values left as they were.
     return i;
   }
   for (; i + 16 <= len; i += 16) {
-    const __m256i first = NearestCodes<kBits, kNegative>(book, _mm256_mul_ps(_mm256_loadu_ps(x + i), inverse));
-    const __m256i second = NearestCodes<kBits, kNegative>(book, _mm256_mul_ps(_mm256_loadu_ps(x + i + 8), inverse));
+    const __m256i first = NearestCodes16(book, _mm256_mul_ps(_mm256_loadu_ps(x + i), inverse));
+    const __m256i second = NearestCodes16(book, _mm256_mul_ps(_mm256_loadu_ps(x + i + 8), inverse));
     StoreCodes16<kBits>(codes, i, first, second);
   }
   for (; i + 8 <= len; i += 8) {
-    StoreCodes<kBits>(codes, i, NearestCodes<kBits, kNegative>(book, _mm256_mul_ps(_mm256_loadu_ps(x + i), inverse)));
+    StoreCodes<kBits>(codes, i, NearestCodes16(book, _mm256_mul_ps(_mm256_loadu_ps(x + i), inverse)));
   }
   return i;
 }
@@ -490,7 +479,7 @@ void NearestCodesOf(const Codebook& book, const float* x, int64_t n, uint8_t* ou
     i = book.negative ? QuantizeVector<8, true>(book, values.data(), n, 1.0f, out)
                       : QuantizeVector<8, false>(book, values.data(), n, 1.0f, out);
   } else {
-    for (; i + 8 <= n; i += 8) StoreCodes<8>(out, i, NearestCodes<4, true>(book, _mm256_loadu_ps(x + i)));
+    for (; i + 8 <= n; i += 8) StoreCodes<8>(out, i, NearestCodes16(book, _mm256_loadu_ps(x + i)));
   }
 #endif
   for (; i < n; ++i) out[i] = static_cast<uint8_t>(NearestCode(book, x[i]));
