@@ -129,9 +129,12 @@ def _build(
         decoupled_decay, mask = _NO_DECAY, None
     config = _core.make_config(func, b1, b2, eps, eps_root, **switches)
     parts = [_core.transformation(config, func)]
+    decay_slot = None
     if decoupled_decay is not _NO_DECAY:
+        decay_slot = len(parts)
         parts.append(_decoupled_decay(func, decoupled_decay, mask))
     parts.extend(after_decay)
+    rate_slot = len(parts)
     parts.append(scale_by_learning_rate(learning_rate, func=func))
     if rounding != "nearest":
         parts.append(_rounding.rounding_transformation(func, rounding, seed))
@@ -144,6 +147,8 @@ def _build(
         masked=mask is not None,
         after_decay="a per-array trust ratio" if after_decay else None,
         rounding=rounding,
+        decay_slot=decay_slot,
+        rate_slot=rate_slot,
     )
     return _fused.attach(spec, chain)
 

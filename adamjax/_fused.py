@@ -29,7 +29,7 @@ from adamjax import _checks, _core, _native, _numerics, _stages
 
 
 class FusedSpec(NamedTuple):
-    """What an alias chain computes, for the kernel (see ``_aliases._build``)."""
+    """What an alias chain computes, for the kernel (see ``_alias_chain._build``)."""
 
     func: str
     config: _core.AdamConfig  # its ``weight_decay`` is the coupled term
@@ -38,6 +38,10 @@ class FusedSpec(NamedTuple):
     masked: bool = False  # the decoupled decay has a mask (the kernel decays every array)
     after_decay: str | None = None  # what the chain does after the decay (LAMB's trust ratio), if anything
     rounding: str = "nearest"  # how 16-bit weights are rounded (a last chain member unless "nearest")
+    # Where the alias's own chain keeps the states the kernel reads, as the alias built it:
+    # the core's is found by its type; these are the decoupled decay's and the learning rate's.
+    decay_slot: int | None = None
+    rate_slot: int = 1
 
 
 def variant_reason(config: _core.AdamConfig) -> str | None:
@@ -62,9 +66,13 @@ def variant_reason(config: _core.AdamConfig) -> str | None:
     return None
 
 
-def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool, updates: bool):
-    """The kernel's result computed by the core in JAX (for ``jax.grad`` and non-CPU backends)."""
-    h = dict(zip(_native.HYPER_FIELDS, (hyper[i] for i in range(len(_native.HYPER_FIELDS))), strict=True))
+def _reference(param, grad, mu, nu, h: dict, *, coupled: bool, decoupled: bool, updates: bool):
+    """The kernel's result computed by the core in JAX, from a dict of the kernel's hyperparameters.
+
+    The values are the chain's own (Python numbers stay Python numbers, so a
+    positive ``eps`` drops the core's zero-denominator guard) or the float32
+    operand's entries (``jax.grad`` through the kernel).
+    """
     g = grad
     if coupled:
         g = g + _numerics.scale_leaf(h["coupled_wd"], param)
@@ -77,7 +85,8 @@ def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool, up
         jnp.zeros([], jnp.int32),  # unread: the bias corrections are given
         config,
         bias_corrections=(h["bc1"], h["bc2"]),
-        complements=(h["one_minus_b1"], h["one_minus_b2"]),
+        # Python decays: the core takes 1 - b in double precision itself, as the kernel's operand did.
+        complements=None if isinstance(h["b1"], int | float) else (h["one_minus_b1"], h["one_minus_b2"]),
     )
     update = step.update.astype(grad.dtype)
     if decoupled:
@@ -88,7 +97,8 @@ def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool, up
 
 
 def _reference_all(params, grads, mus, nus, hyper, **flags):
-    outs = [_reference(p, g, m, v, hyper, **flags) for p, g, m, v in zip(params, grads, mus, nus, strict=True)]
+    h = dict(zip(_native.HYPER_FIELDS, (hyper[i] for i in range(len(_native.HYPER_FIELDS))), strict=True))
+    outs = [_reference(p, g, m, v, h, **flags) for p, g, m, v in zip(params, grads, mus, nus, strict=True)]
     new_params, new_mus, new_nus = (tuple(column) for column in zip(*outs, strict=True)) if outs else ((), (), ())
     return new_params, new_mus, new_nus
 
@@ -209,21 +219,20 @@ def step_leaves(
     bc1 = _numerics.bias_correction(config.b1, count, f32) if config.bias_correction_mu else 1.0
     bc2 = _numerics.bias_correction(config.b2, count, f32) if config.bias_correction_nu else 1.0
     coupled, decoupled = coupled_value is not None, decoupled_value is not None
-    hyper = _native.pack_hyper(
-        {
-            "lr": lr,
-            "b1": config.b1,
-            "one_minus_b1": 1 - config.b1,
-            "b2": config.b2,
-            "one_minus_b2": 1 - config.b2,
-            "eps": config.eps,
-            "eps_root": config.eps_root,
-            "bc1": bc1,
-            "bc2": bc2,
-            "coupled_wd": coupled_value if coupled else 0.0,
-            "decoupled_wd": decoupled_value if decoupled else 0.0,
-        }
-    )
+    values = {
+        "lr": lr,
+        "b1": config.b1,
+        "one_minus_b1": 1 - config.b1,
+        "b2": config.b2,
+        "one_minus_b2": 1 - config.b2,
+        "eps": config.eps,
+        "eps_root": config.eps_root,
+        "bc1": bc1,
+        "bc2": bc2,
+        "coupled_wd": coupled_value if coupled else 0.0,
+        "decoupled_wd": decoupled_value if decoupled else 0.0,
+    }
+    hyper = _native.pack_hyper(values)
     if not updates:
         return kernel(coupled, decoupled, updates)(tuple(params), tuple(grads), tuple(mus), tuple(nus), hyper)
     # The updates feed `optax.apply_updates`, a second pass over the parameters. For a large
@@ -241,8 +250,8 @@ def step_leaves(
         for position, i in enumerate(small):
             outs[i] = tuple(column[position] for column in columns)
     for i, out in enumerate(outs):
-        if out is None:
-            outs[i] = _reference(params[i], grads[i], mus[i], nus[i], hyper, **flags)
+        if out is None:  # the chain's own values: Python numbers fold into XLA's loop as in optax
+            outs[i] = _reference(params[i], grads[i], mus[i], nus[i], values, **flags)
     new_params, new_mus, new_nus = (tuple(column) for column in zip(*outs, strict=True)) if outs else ((), (), ())
     return new_params, new_mus, new_nus
 
@@ -266,23 +275,25 @@ def run(
         return f"{spec.after_decay} after the decay has no native kernel"
     if spec.rounding != "nearest":
         return f'rounding="{spec.rounding}" of 16-bit weights has no native kernel'
-    # The alias's chain is (core, [decoupled decay], learning rate); the core is
-    # found by its state's type, the members after it keep their order.
+    # The core's state is found by its type; the decay's and the learning rate's where the alias's
+    # description (built with its chain) says they are.
     states = list(state)
     core_index = next((i for i, s in enumerate(states) if _core.is_core_state(s)), None)
     if core_index is None:
         return "the state holds no Adam core state"
+    if len(states) <= spec.rate_slot:
+        return "the state is not the alias's chain state"
     core_state = states[core_index]
     grad_leaves = _core.check_same_structure(spec.func, grads, core_state.mu)
 
     coupled_value = _core.coupled_decay_value(spec.config, core_state.count)
     coupled = coupled_value is not None
     decoupled, decoupled_value = False, 0.0
-    if spec.decoupled_decay is not None:
-        decay_index = core_index + 1
-        decoupled_value, states[decay_index] = _scheduled(spec.decoupled_decay, states[decay_index])
+    if spec.decoupled_decay is not None and spec.decay_slot is not None:
+        slot = spec.decay_slot
+        decoupled_value, states[slot] = _scheduled(spec.decoupled_decay, states[slot])
         decoupled = not _is_literal_zero(spec.decoupled_decay)
-    lr, states[-1] = _scheduled(spec.learning_rate, states[-1])
+    lr, states[spec.rate_slot] = _scheduled(spec.learning_rate, states[spec.rate_slot])
     if params is None and (updates and not (coupled or decoupled)):
         params = grads  # read by the kernel only for a decay
     if params is None:
