@@ -1469,7 +1469,8 @@ def _quantization_figure(
     size = total if window is None else _check_window(window, total)
     span = slice(total - size, total)
     steps = np.arange(total - size + 1, total + 1)
-    fig = _new_figure(figsize or (6.5 * len(runs) + 1.0, 14.0))
+    # Wide enough for the two-line title and a legend below, even with one column.
+    fig = _new_figure(figsize or (max(12.0, 6.5 * len(runs) + 1.0), 14.0))
     axes = fig.subplots(5, len(runs), squeeze=False, sharex="col", height_ratios=(3, 2, 3, 2, 2.5))
     # One label per role, shared by every panel, so the legend reads once for m, v and the step.
     float32_look = {"color": "0.6", "linewidth": 3.2, "label": "float32 Adam on the same gradients"}
@@ -1545,5 +1546,5 @@ def _quantization_figure(
         else f"{shown}; the weight is alone in its block (the other weights' gradients are 0)"
     )
     _title(fig, f"{title or question}\n{detail}", [reference], None)
-    _legend(fig, notes, columns=3)  # below the panels: the title keeps the figure's whole width
+    _legend(fig, notes, columns=3 if len(runs) > 1 else 2)  # below the panels: the title keeps the whole width
     return fig
