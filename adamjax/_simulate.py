@@ -5,7 +5,10 @@ alone or inside ``optax.chain``, for ``T`` steps in a single ``jax.lax.scan``
 under ``jit``. Every step's first and second moments, before and after bias
 correction, the denominator and the update are returned as a :class:`Trace`,
 read from the one Adam core through :func:`adamjax._core.record_steps` -- the
-simulator has no copy of the Adam maths.
+simulator has no copy of the Adam maths. Next to the moments a step computes,
+the trace holds what the optimizer's state stores of them after the step
+(dequantized for ``state_bits``, or rounded to ``mu_dtype`` / ``nu_dtype``),
+read from the state itself.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adamjax import _checks, _core, _stages
+from adamjax import _checks, _core, _quantize, _stages
 
 _SWITCHES = ("centered", "amsgrad", "nesterov", "bias_correction")
 _NUMBERS = ("b1", "b2", "eps", "eps_root", "power")
@@ -48,6 +51,12 @@ class Settings:
       b1, b2, eps, eps_root, power: as in :func:`adamjax.scale_by_adam`
         (``power`` is :math:`p`, 2 for Adam, ``math.inf`` for Adamax).
       centered, amsgrad, nesterov, bias_correction: the core's switches.
+      state_bits, block_size: the optimizer's ``state_bits`` and quantization
+        block (``None`` without quantized moments).
+      quantized: whether the simulated array's moments were stored quantized
+        (set by :func:`adamjax.simulate`; the optimizer keeps float32 moments
+        for arrays under 4,096 elements unless ``min_quantized_size`` says
+        otherwise).
 
     Examples:
       >>> import adamjax
@@ -69,6 +78,9 @@ class Settings:
     amsgrad: bool | None = None
     nesterov: bool | None = None
     bias_correction: bool | None = None
+    state_bits: int | None = None
+    block_size: int | None = None
+    quantized: bool | None = None
 
     def describe(self, fields: tuple[str, ...] | None = None) -> str:
         """A short text such as ``"adam, lr=0.001, b1=0.9, b2=0.999, eps=1e-08, centered"``.
@@ -76,10 +88,11 @@ class Settings:
         Args:
           fields: only these fields (in this order); by default the optimizer,
             the learning rate, ``b1``, ``b2``, ``eps``, and ``eps_root``,
-            ``power`` and the switches where they differ from Adam's defaults.
+            ``power``, the switches and the moments' storage where they differ
+            from Adam's defaults.
         """
         if fields is None:
-            fields = ("optimizer", "learning_rate", "b1", "b2", "eps")
+            fields = ("optimizer", "learning_rate", "b1", "b2", "eps", "state_bits")
             fields += tuple(
                 name
                 for name, plain in (
@@ -99,6 +112,8 @@ class Settings:
                 continue
             if name == "optimizer":
                 parts.append(str(value))
+            elif name == "state_bits":
+                parts.append(self._storage())
             elif name == "bias_correction":
                 parts.append("bias correction" if value else "no bias correction")
             elif isinstance(value, bool):
@@ -107,6 +122,13 @@ class Settings:
                 short = "lr" if name == "learning_rate" else ("p" if name == "power" else name)
                 parts.append(f"{short}={value:g}")
         return ", ".join(parts)
+
+    def _storage(self) -> str:
+        """``"8-bit moments, blocks of 256"``, or why a simulated array kept float32 moments."""
+        if self.quantized is False:
+            return f"state_bits={self.state_bits} unused (too few elements: float32 moments)"
+        blocks = "" if self.block_size is None else f", blocks of {self.block_size}"
+        return f"{self.state_bits}-bit moments{blocks}"
 
 
 jax.tree_util.register_static(Settings)
@@ -216,6 +238,8 @@ def optimizer_settings(tx: optax.GradientTransformation, params: Any = None) -> 
         learning_rate=constant.pop() if len(constant) == 1 and not any(callable(r) for r in rates) else None,
         **numbers_,
         **_switches(config),
+        state_bits=config.state_bits,
+        block_size=config.block_size,
     )
 
 
@@ -273,6 +297,13 @@ class Trace(NamedTuple):
       params: the parameters after the step, :math:`\theta_t = \theta_{t-1} +
         u_t`.
       nu_max: AMSGrad's :math:`\max_{s \le t} v_s`, or ``None``.
+      mu_stored: the first moment the optimizer's state holds after the step,
+        as a float in ``mu``'s dtype: :math:`m_t` requantized and dequantized
+        with ``state_bits``, rounded to ``mu_dtype`` when that is narrower,
+        equal to ``mu`` otherwise. The next step starts from it. ``None``
+        when the state holds no single Adam core state (a chain with another
+        optax Adam state in it).
+      nu_stored: the same for the second moment :math:`v_t`.
       settings: the :class:`Settings` of the optimizer that ran (``None`` for
         a trace built by hand); not an array, and left alone by
         ``jax.tree.map``.
@@ -288,7 +319,19 @@ class Trace(NamedTuple):
     update: jax.Array
     params: jax.Array
     nu_max: jax.Array | None = None
+    mu_stored: jax.Array | None = None
+    nu_stored: jax.Array | None = None
     settings: Settings | None = None
+
+    @property
+    def mu_error(self) -> jax.Array | None:
+        r"""The storage error of the first moment, ``mu_stored - mu`` (:math:`\tilde m_t - m_t`)."""
+        return None if self.mu_stored is None else self.mu_stored - self.mu
+
+    @property
+    def nu_error(self) -> jax.Array | None:
+        r"""The storage error of the second moment, ``nu_stored - nu`` (:math:`\tilde v_t - v_t`)."""
+        return None if self.nu_stored is None else self.nu_stored - self.nu
 
 
 def _real_input(name: str, value: Any) -> Any:
@@ -345,6 +388,7 @@ def _one_step(
         )
     params = jnp.asarray(optax.apply_updates(params, updates))
     updates = jnp.asarray(updates)
+    mu_stored, nu_stored = _stored_moments(state, step)
     row = Trace(
         grad=grad,
         mu=step.mu,
@@ -356,17 +400,84 @@ def _one_step(
         update=updates,
         params=params,
         nu_max=step.nu_max,
+        mu_stored=mu_stored,
+        nu_stored=nu_stored,
     )
     return params, state, updates, row
 
 
-def _open_loop(tx: optax.GradientTransformation, unroll: int, grads: jax.Array, params: jax.Array) -> Trace:
+def _stored_moments(state: Any, step: _stages.AdamStep) -> tuple[jax.Array | None, jax.Array | None]:
+    """What the core's state holds of ``mu`` and ``nu`` after the step, in the step's dtypes.
+
+    Read from the state (dequantized where it is quantized), not recomputed,
+    so the trace shows what the next step will start from.
+    """
+    nodes = _core.core_states(state)
+    moments = _core.state_moments(nodes[0]) if len(nodes) == 1 else None
+    if moments is None:
+        return None, None
+    stored = []
+    for name, computed in (("mu", step.mu), ("nu", step.nu)):
+        value = jnp.asarray(_core.read_moment(moments[name]))
+        if jnp.shape(value) != jnp.shape(computed):
+            return None, None
+        if jnp.iscomplexobj(value) and not jnp.iscomplexobj(computed):  # optax's complex nu of a complex weight
+            value = jnp.real(value)
+        stored.append(value.astype(computed.dtype))
+    return stored[0], stored[1]
+
+
+class _Storage(NamedTuple):
+    """Which arrays the simulation stores quantized: at least ``min_size`` elements, ``bits`` per code."""
+
+    min_size: int
+    bits: int
+    block_size: int
+
+
+def _initial_state(tx: optax.GradientTransformation, params: jax.Array, storage: _Storage | None) -> Any:
+    """``tx.init(params)``, with the core's moments quantized by ``storage``'s size rule instead of the optimizer's.
+
+    The optimizer quantizes the moments of arrays of at least 4,096 elements;
+    this stores them as :func:`adamjax._core.init_state` stores a large
+    array's (quantized zeros, the signed codebook for all but the second
+    moment) or a small one's (zeros in :func:`adamjax._core.moment_dtype`) according to
+    ``storage.min_size``. Every step then reads and writes them through the
+    core's own ``read_moment`` / ``write_moment``, as it does for any array.
+    """
+    state = tx.init(params)
+    if storage is None:
+        return state
+
+    def restored(node: Any) -> Any:
+        if not _core.is_core_state(node):
+            return node
+        layout = _core._STATE_LAYOUTS[type(node)]  # which field holds which moment (members name theirs)
+        changed = {}
+        for field, moment in layout.arrays:
+            old = getattr(node, field)
+            shape = tuple(old.shape)
+            if shape != tuple(params.shape):  # a member's own smaller moment (Adam-mini's nu) keeps its layout
+                continue
+            if _quantize.should_quantize(shape, min_size=storage.min_size):
+                signed = moment not in ("nu", "nu_max")
+                changed[field] = _quantize.zeros(shape, bits=storage.bits, signed=signed, block_size=storage.block_size)
+            elif _core.is_quantized(old):
+                changed[field] = jnp.zeros(shape, _core.moment_dtype(params))
+        return node._replace(**changed)
+
+    return jax.tree.map(restored, state, is_leaf=_core.is_core_state)
+
+
+def _open_loop(
+    tx: optax.GradientTransformation, unroll: int, storage: _Storage | None, grads: jax.Array, params: jax.Array
+) -> Trace:
     def body(carry, grad):
         params, state = carry
         params, state, _, row = _one_step(tx, grad, state, params)
         return (params, state), row
 
-    _, trace = jax.lax.scan(body, (params, tx.init(params)), grads, unroll=unroll)
+    _, trace = jax.lax.scan(body, (params, _initial_state(tx, params, storage)), grads, unroll=unroll)
     return trace
 
 
@@ -375,6 +486,7 @@ def _closed_loop(
     grad_fn: Callable[[jax.Array], jax.Array],
     steps: int,
     unroll: int,
+    storage: _Storage | None,
     params: jax.Array,
 ) -> Trace:
     def body(carry, _):
@@ -388,12 +500,12 @@ def _closed_loop(
         params, state, _, row = _one_step(tx, grad.astype(params.dtype), state, params)
         return (params, state), row
 
-    _, trace = jax.lax.scan(body, (params, tx.init(params)), None, length=steps, unroll=unroll)
+    _, trace = jax.lax.scan(body, (params, _initial_state(tx, params, storage)), None, length=steps, unroll=unroll)
     return trace
 
 
-_open_loop_jit = jax.jit(_open_loop, static_argnums=(0, 1))
-_closed_loop_jit = jax.jit(_closed_loop, static_argnums=(0, 1, 2, 3))
+_open_loop_jit = jax.jit(_open_loop, static_argnums=(0, 1, 2))
+_closed_loop_jit = jax.jit(_closed_loop, static_argnums=(0, 1, 2, 3, 4))
 
 
 def _traced(run: Callable[..., Trace], *args: Any) -> Trace:
@@ -426,6 +538,7 @@ def simulate(
     steps: int | None = None,
     dtype: Any = None,
     unroll: int = 1,
+    min_quantized_size: int | None = None,
 ) -> Trace:
     r"""Runs an optimizer on a stream of gradients and returns its internals at every step.
 
@@ -447,6 +560,23 @@ def simulate(
     over a function that builds it and simulates runs a whole grid of settings
     in one compiled call.
 
+    **Stored moments.** Each step also records what the optimizer's state
+    holds after it (``mu_stored``, ``nu_stored``, and their errors
+    ``trace.mu_error = mu_stored - mu``): with ``state_bits=8`` or ``4`` the
+    requantized and dequantized moments, with a narrower ``mu_dtype`` /
+    ``nu_dtype`` the rounded ones. The optimizer quantizes only arrays of at
+    least 4,096 elements, so one weight keeps float32 moments (its stored
+    moments equal the computed ones). ``min_quantized_size=1`` makes the
+    simulation store any array's moments as it stores a large array's, which
+    shows quantization on a few weights without simulating thousands. Each
+    block's scale is its largest magnitude, so a weight alone in its block is
+    its block's scale and is stored exactly, except a negative first moment,
+    which the signed codebooks (they hold no -1) store at 0.993 (8 bits) or
+    0.8875 (4 bits) of its size; the error a weight sees depends on the other
+    weights of its block, which the simulation must therefore include
+    (``grads`` of shape ``[T, block_size]``, the weight of interest in column
+    0, is one block).
+
     Args:
       tx: an ``optax.GradientTransformation`` containing one adamjax core.
       grads: open loop: the gradients, shape ``[T]`` (one weight) or
@@ -461,6 +591,11 @@ def simulate(
         float32 (so a Python list runs in float32 even with x64 enabled).
       unroll: passed to ``jax.lax.scan``; a few steps per iteration can be
         faster on CPU for tiny arrays.
+      min_quantized_size: for an optimizer built with ``state_bits``, the
+        least number of elements an array needs for quantized moments in this
+        simulation; ``None`` keeps the optimizer's own rule (4,096), ``1``
+        quantizes any array. The steps run the optimizer's own quantized
+        path; only the size rule changes.
 
     Returns:
       A :class:`Trace` whose fields have shape ``[T, *shape]``, with the
@@ -474,6 +609,8 @@ def simulate(
         ``params`` or what ``grad_fn`` returns is not an array of real numbers
         (complex, boolean, strings, a pytree); ``dtype`` is not a floating
         dtype; ``unroll`` is not an integer.
+      ValueError: ``min_quantized_size`` is not a positive integer, or is
+        given for an optimizer without ``state_bits``.
 
     Examples:
       What does Adam make of a gradient that alternates between 1 and 0? At step 1 bias correction makes the step 1 (up to
@@ -498,6 +635,15 @@ def simulate(
       >>> jax.jit(jax.vmap(run))(jnp.array([0.9, 0.99, 0.999], jnp.float32)).shape
       (3, 300)
 
+      What 8-bit storage keeps of the moments of one block of 256 weights:
+
+      >>> block = jax.random.normal(jax.random.key(0), (50, 256), jnp.float32)
+      >>> trace = adamjax.simulate(adamjax.adam(1e-3, state_bits=8), block, min_quantized_size=1)
+      >>> trace.settings.describe(("state_bits",))
+      '8-bit moments, blocks of 256'
+      >>> bool(jnp.all(jnp.abs(trace.mu_error) <= 0.04 * jnp.max(jnp.abs(trace.mu), axis=1, keepdims=True)))
+      True
+
     References:
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015.
     """
@@ -511,6 +657,14 @@ def simulate(
     if unroll < 1:
         raise ValueError(f"`simulate(unroll=...)` must be a positive integer; got {unroll!r}.")
     unroll = operator.index(unroll)
+    if min_quantized_size is not None and (
+        isinstance(min_quantized_size, bool)
+        or not isinstance(min_quantized_size, int | np.integer)
+        or min_quantized_size < 1
+    ):
+        raise ValueError(
+            f"`simulate(min_quantized_size=...)` must be a positive integer or None; got {min_quantized_size!r}."
+        )
     if (grads is None) == (grad_fn is None):
         raise ValueError(
             "`simulate` needs exactly one of `grads` (open loop: a gradient per step) and `grad_fn` "
@@ -534,11 +688,12 @@ def simulate(
                 f"`simulate(grads, params=...)`: `params` must have the shape of one gradient "
                 f"{grads.shape[1:]}; got {start.shape}."
             )
+        settings, storage = _settings_and_storage(tx, start, min_quantized_size)
         if _hashable(tx):
-            trace = _traced(_open_loop_jit, tx, unroll, grads, start)
+            trace = _traced(_open_loop_jit, tx, unroll, storage, grads, start)
         else:
-            trace = _traced(jax.jit(functools.partial(_open_loop, tx, unroll)), grads, start)
-        return trace._replace(settings=optimizer_settings(tx, start))
+            trace = _traced(jax.jit(functools.partial(_open_loop, tx, unroll, storage)), grads, start)
+        return trace._replace(settings=settings)
 
     if not callable(grad_fn):
         raise TypeError(f"`simulate(grad_fn=...)` must be callable (params -> gradient); got {grad_fn!r}.")
@@ -549,8 +704,31 @@ def simulate(
     sim_dtype = _simulation_dtype(params, dtype)
     start = jnp.asarray(_real_input("params", params)).astype(sim_dtype)
     steps = int(steps)
+    settings, storage = _settings_and_storage(tx, start, min_quantized_size)
     if _hashable(tx, grad_fn):
-        trace = _traced(_closed_loop_jit, tx, grad_fn, steps, unroll, start)
+        trace = _traced(_closed_loop_jit, tx, grad_fn, steps, unroll, storage, start)
     else:
-        trace = _traced(jax.jit(functools.partial(_closed_loop, tx, grad_fn, steps, unroll)), start)
-    return trace._replace(settings=optimizer_settings(tx, start))
+        trace = _traced(jax.jit(functools.partial(_closed_loop, tx, grad_fn, steps, unroll, storage)), start)
+    return trace._replace(settings=settings)
+
+
+def _settings_and_storage(
+    tx: optax.GradientTransformation, start: jax.Array, min_quantized_size: int | None
+) -> tuple[Settings | None, _Storage | None]:
+    """The optimizer's settings (with whether this array is stored quantized) and the size rule to simulate."""
+    settings = optimizer_settings(tx, start)
+    storage = None
+    if min_quantized_size is not None:
+        if settings is None or settings.state_bits is None or settings.block_size is None:
+            raise ValueError(
+                "`simulate(min_quantized_size=...)` changes which arrays get quantized moments and needs an "
+                "optimizer built with `state_bits=8` or `4`, such as `adamjax.adam(1e-3, state_bits=8)`; "
+                f"got {'one without state_bits' if settings is not None else 'one whose settings cannot be read'}."
+            )
+        storage = _Storage(int(min_quantized_size), settings.state_bits, settings.block_size)
+    if settings is not None and settings.state_bits is not None:
+        shapes = jax.eval_shape(functools.partial(_initial_state, tx, storage=storage), start)
+        nodes = _core.core_states(shapes)
+        moments = _core.state_moments(nodes[0]) if len(nodes) == 1 else None
+        settings = dataclasses.replace(settings, quantized=moments is not None and _core.is_quantized(moments["mu"]))
+    return settings, storage
