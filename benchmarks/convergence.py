@@ -193,11 +193,13 @@ def generated_text(characters: int) -> str:
     return "".join(parts)[:characters]
 
 
-def transformer_problem(steps: int) -> Problem:
-    text = generated_text(60_000)
+def transformer_problem(steps: int, *, tiny: bool = False) -> Problem:
+    """The character transformer; ``tiny`` (the smoke run) shrinks it so that it compiles in a second."""
+    text = generated_text(2_000 if tiny else 60_000)
     vocabulary = sorted(set(text))
     tokens = jnp.asarray([vocabulary.index(c) for c in text], jnp.int32)
-    vocab, d, heads, layers, context, batch = len(vocabulary), 64, 4, 2, 32, 16
+    d, heads, layers, context, batch = (16, 2, 1, 8, 4) if tiny else (64, 4, 2, 32, 16)
+    vocab = len(vocabulary)
     keys = iter(jax.random.split(jax.random.PRNGKey(1), 64))
 
     def dense(fan_in, fan_out):
@@ -245,7 +247,7 @@ def transformer_problem(steps: int) -> Problem:
         return optax.softmax_cross_entropy_with_integer_labels(logits, windows[:, 1:]).mean()
 
     return Problem(
-        f"(b) character transformer, 2 layers, d=64, vocab {vocab}, lr 3e-3", params, loss, 3e-3, steps, True
+        f"(b) character transformer, {layers} layers, d={d}, vocab {vocab}, lr 3e-3", params, loss, 3e-3, steps, True
     )
 
 
@@ -399,13 +401,13 @@ def draw(panels: list[tuple[Problem, dict[str, tuple[np.ndarray, float, Any]]]],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few steps per problem (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="a few steps per problem and a tiny transformer (a smoke run)")
     parser.add_argument("--figure", type=pathlib.Path, default=FIGURE, help="where to draw the figure")
     args = parser.parse_args()
     scale = 0.04 if args.quick else 1.0
     problems = [
         mlp_problem(int(500 * scale)),
-        transformer_problem(int(300 * scale)),
+        transformer_problem(int(300 * scale), tiny=args.quick),
         digits_problem(int(300 * scale)),
     ]
     print(
