@@ -429,7 +429,7 @@ def _quantization_figure(
     args: argparse.Namespace, grads: dict[str, Any], signal: str, steps: int
 ) -> tuple[Any, dict[str, dict[str, Any]], bool]:
     """``--state-bits``: float32 Adam and each bit width on one weight that shares its block; one CSV row each."""
-    from adamjax import plot
+    from adamjax import _plot_quantization
 
     if len(grads) != 1:
         raise UsageError(
@@ -446,13 +446,15 @@ def _quantization_figure(
         "amsgrad": args.amsgrad[0],
         "bias_correction": not args.no_bias_correction,
     }
-    reference, runs, noise = plot._quantization_runs(
+    reference, runs, noise = _plot_quantization._quantization_runs(
         values, args.state_bits, args.block_size, args.neighbour_noise, args.seed, optimizer
     )
     window = args.window if steps > 2 * args.window else None
     bits = " and ".join(f"{b}-bit" for b in runs)
     question = f"What do {bits} moments store of m and v on '{signal}', and what does that do to the step?"
-    fig = plot._quantization_figure(reference, runs, noise, args.neighbour_noise is None, window, question, None)
+    fig = _plot_quantization._quantization_figure(
+        reference, runs, noise, args.neighbour_noise is None, window, question, None
+    )
     # The weight of interest is column 0 of each quantized block.
     traces = {"float32": {name: reference}}
     traces.update({f"{b} bits": {name: _column(run)} for b, run in runs.items()})
