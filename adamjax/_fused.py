@@ -364,13 +364,13 @@ def attach(spec: FusedSpec, chain: optax.GradientTransformationExtraArgs) -> opt
     def update_fn(updates, state, params=None, **extra_args):
         request = _REQUEST.get()
         inside = request is not None and params is not None and params is request.params
-        if not inside or request.updates_only:
+        if request is None or not inside or request.updates_only:
             try:
                 result = run(spec, updates, state, params, updates=True, every_size=inside)
             except (TypeError, ValueError):  # the chain raises its own error, naming what is wrong
                 result = "the inputs do not fit"
             if isinstance(result, str):
-                if inside:
+                if request is not None and inside:
                     request.reasons.append(f"{spec.func}: {result}")
                 return chain.update(updates, state, params, **extra_args)
             if request is not None:

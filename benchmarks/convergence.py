@@ -401,7 +401,9 @@ def draw(panels: list[tuple[Problem, dict[str, tuple[np.ndarray, float, Any]]]],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few steps per problem and a tiny transformer (a smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few steps per problem and a tiny transformer (a smoke run)"
+    )
     parser.add_argument("--figure", type=pathlib.Path, default=FIGURE, help="where to draw the figure")
     args = parser.parse_args()
     scale = 0.04 if args.quick else 1.0
