@@ -17,19 +17,22 @@ Two faces on one core:
 from adamjax import optimizers as optimizers
 from adamjax import plot as plot
 from adamjax import signals as signals
+from adamjax._adabelief import adabelief as adabelief
+from adamjax._adabelief import scale_by_belief as scale_by_belief
+from adamjax._adam import adam as adam
+from adamjax._adam import adamw as adamw
+from adamjax._adam import scale_by_adam as scale_by_adam
 from adamjax._adam_mini import adam_mini as adam_mini
+from adamjax._adamax import adamax as adamax
+from adamjax._adamax import adamaxw as adamaxw
+from adamjax._adamax import scale_by_adamax as scale_by_adamax
 from adamjax._ademamix import ademamix as ademamix
 from adamjax._ademamix import scale_by_ademamix as scale_by_ademamix
 from adamjax._adopt import adopt as adopt
 from adamjax._adopt import scale_by_adopt as scale_by_adopt
-from adamjax._aliases import adabelief as adabelief
-from adamjax._aliases import adam as adam
-from adamjax._aliases import adamax as adamax
-from adamjax._aliases import adamaxw as adamaxw
-from adamjax._aliases import adamw as adamw
-from adamjax._aliases import amsgrad as amsgrad
-from adamjax._aliases import nadam as nadam
-from adamjax._aliases import nadamw as nadamw
+from adamjax._alias_chain import scale_by_learning_rate as scale_by_learning_rate
+from adamjax._amsgrad import amsgrad as amsgrad
+from adamjax._amsgrad import scale_by_amsgrad as scale_by_amsgrad
 from adamjax._checkpoint import restore_state as restore_state
 from adamjax._checkpoint import save_state as save_state
 from adamjax._core import AdamConfig as AdamConfig
@@ -43,6 +46,8 @@ from adamjax._hyperparams import get_hyperparams as get_hyperparams
 from adamjax._hyperparams import set_hyperparams as set_hyperparams
 from adamjax._lamb import lamb as lamb
 from adamjax._nadam import NadamState as NadamState
+from adamjax._nadam import nadam as nadam
+from adamjax._nadam import nadamw as nadamw
 from adamjax._radam import radam as radam
 from adamjax._radam import scale_by_radam as scale_by_radam
 from adamjax._sharding import state_shardings as state_shardings
@@ -52,11 +57,6 @@ from adamjax._stable_adamw import stable_adamw as stable_adamw
 from adamjax._stages import AdamStep as AdamStep
 from adamjax._stages import adam_step as adam_step
 from adamjax._stats import adam_stats as adam_stats
-from adamjax._transform import scale_by_adam as scale_by_adam
-from adamjax._transform import scale_by_adamax as scale_by_adamax
-from adamjax._transform import scale_by_amsgrad as scale_by_amsgrad
-from adamjax._transform import scale_by_belief as scale_by_belief
-from adamjax._transform import scale_by_learning_rate as scale_by_learning_rate
 
 __version__ = "0.1.0"
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from adamjax import _core, _stages
-from adamjax._aliases import _build
+from adamjax._alias_chain import _build
 from adamjax._types import ArrayLike, DTypeLike, ScalarOrSchedule
 
 

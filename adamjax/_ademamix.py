@@ -23,7 +23,7 @@ import optax
 import optax.contrib
 
 from adamjax import _checks, _core, _stages
-from adamjax._aliases import _build
+from adamjax._alias_chain import _build
 from adamjax._types import ArrayLike, DTypeLike, ScalarOrSchedule
 
 LAYOUT = _core.Layout(

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from adamjax import _checks, _core, _stages
-from adamjax._aliases import _build
+from adamjax._alias_chain import _build
 from adamjax._types import ArrayLike, DTypeLike, ScalarOrSchedule
 
 

@@ -654,7 +654,7 @@ def _triple_of(module: str, name: str, summary: str, reference: str) -> Any:
     return make
 
 
-nadam = _triple_of("_aliases", "nadam", "NAdam (optax's form, or PyTorch's with ``momentum_decay``)", "Dozat, 2016.")
+nadam = _triple_of("_nadam", "nadam", "NAdam (optax's form, or PyTorch's with ``momentum_decay``)", "Dozat, 2016.")
 adopt = _triple_of("_adopt", "adopt", "ADOPT", "Taniguchi et al., 2024.")
 ademamix = _triple_of("_ademamix", "ademamix", "AdEMAMix", "Pagliardini et al., 2024.")
 lamb = _triple_of("_lamb", "lamb", "LAMB", "You et al., 2020.")

@@ -7,6 +7,7 @@ Examples::
   adamjax simulate --signal swinging --steps 10000 --b2 0.9,0.99,0.999 --out sweep.png
   adamjax simulate --signal pulses --amsgrad false,true --b2 0.99 --out amsgrad.png
   adamjax simulate --grads recorded.csv --out recorded.png
+  adamjax simulate --signal swinging --steps 2000 --state-bits 8,4 --out quantized.png
   adamjax signals
 
 Bad arguments print one line on stderr that names the flag and exit with
@@ -27,6 +28,7 @@ from typing import Any, NoReturn
 
 _SWEPT = ("lr", "b1", "b2", "eps", "power", "centered", "amsgrad")
 _CSV_FIELDS = ("grad", "mu", "nu", "mu_hat", "nu_hat", "denom", "direction", "update", "params")
+_STORED_FIELDS = ("mu_stored", "nu_stored", "mu_error", "nu_error")  # with --state-bits
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
@@ -38,6 +40,7 @@ examples:
   adamjax simulate --signal pulses --amsgrad false,true --b2 0.99 --out amsgrad.png
   adamjax simulate --signal swinging_soft --steps 100 --no-bias-correction --out uncorrected.png
   adamjax simulate --grads recorded.npy --power 2,4 --out recorded.png --csv recorded.csv
+  adamjax simulate --signal swinging --steps 2000 --state-bits 8,4 --out quantized.png --csv quantized.csv
 """
 
 _SIGNALS_EXAMPLES = """\
@@ -83,6 +86,17 @@ def _flag_list(text: str) -> tuple[bool, ...]:
             raise argparse.ArgumentTypeError(f"expected true, false or a list such as false,true; got {text!r}")
         values.append(word in _TRUE)
     return tuple(values)
+
+
+def _bits_list(text: str) -> tuple[int, ...]:
+    """``"8,4"`` -> ``(8, 4)``."""
+    values = []
+    for part in text.split(","):
+        word = part.strip()
+        if word not in ("8", "4"):
+            raise argparse.ArgumentTypeError(f"expected 8, 4 or a list such as 8,4; got {text!r}")
+        values.append(int(word))
+    return tuple(dict.fromkeys(values))
 
 
 def _integer(text: str) -> int:
@@ -149,9 +163,40 @@ def _parser() -> _Parser:
     )
     sim.add_argument("--no-bias-correction", action="store_true", help="divide by neither 1 - b1^t nor 1 - b2^t")
     sim.add_argument(
+        "--state-bits",
+        type=_bits_list,
+        default=None,
+        metavar="BITS",
+        help="store the moments quantized to 8 or 4 bits (8,4 for both) and draw what is stored, the storage "
+        "error and the step against float32 Adam; the tracked weight shares one quantization block with "
+        "weights that see Gaussian noise (--neighbour-noise). Takes one --signal or a one-column --grads and "
+        "single values of the other settings",
+    )
+    sim.add_argument(
+        "--block-size",
+        type=_integer,
+        default=None,
+        metavar="N",
+        help="weights per quantization block with --state-bits (by default 256 at 8 bits, 128 at 4)",
+    )
+    sim.add_argument(
+        "--neighbour-noise",
+        type=float,
+        default=None,
+        metavar="STD",
+        help="with --state-bits: the standard deviation of the Gaussian gradients of the block's other weights "
+        "(by default the signal's root mean square; 0 leaves the weight alone in its block)",
+    )
+    sim.add_argument(
         "--window", type=_integer, default=200, help="runs longer than 2*window show their first and last window steps"
     )
-    sim.add_argument("--seed", type=_integer, default=0, metavar="N", help="random state of the random signals")
+    sim.add_argument(
+        "--seed",
+        type=_integer,
+        default=0,
+        metavar="N",
+        help="random state of the random signals (and of the neighbours' noise with --state-bits)",
+    )
     sim.add_argument("--out", required=True, help="the figure to write (.png, .pdf, .svg); folders are created")
     sim.add_argument("--csv", default=None, help="also write every step's values to this CSV file")
     commands.add_parser(
@@ -181,8 +226,33 @@ def _check_values(args: argparse.Namespace) -> None:
                 build(value)
             except (TypeError, ValueError) as err:
                 raise UsageError(f"argument --{name}: {err}") from None
+    _check_quantization(args)
     if args.grads is None and args.signal not in adamjax.signals.NAMES:
         raise UsageError(f"argument --signal: must be one of {', '.join(adamjax.signals.NAMES)}; got {args.signal!r}")
+
+
+def _check_quantization(args: argparse.Namespace) -> None:
+    """``--state-bits``, ``--block-size`` and ``--neighbour-noise``: allowed values, and what they combine with."""
+    import adamjax
+
+    if args.state_bits is None:
+        for flag, value in (("block-size", args.block_size), ("neighbour-noise", args.neighbour_noise)):
+            if value is not None:
+                raise UsageError(f"argument --{flag}: sets how moments are quantized and needs --state-bits 8 or 4")
+        return
+    for bits in args.state_bits:
+        try:
+            adamjax.adam(1e-3, state_bits=bits, block_size=args.block_size)
+        except (TypeError, ValueError) as err:
+            raise UsageError(f"argument --block-size: {err}") from None
+    if args.neighbour_noise is not None and not 0 <= args.neighbour_noise < float("inf"):
+        raise UsageError(f"argument --neighbour-noise: must be a finite number >= 0; got {args.neighbour_noise:g}")
+    swept = [f"--{name}" for name in _SWEPT if len(getattr(args, name)) > 1]
+    if swept:
+        raise UsageError(
+            f"argument --state-bits: draws one optimizer's settings at 8 and 4 bits; give single values of "
+            f"{', '.join(swept)}"
+        )
 
 
 def _prepare_output(flag: str, path: str | None, figure: bool) -> None:
@@ -273,16 +343,16 @@ def _label(setting: Mapping[str, Any], varied: Sequence[str]) -> str:
     return ", ".join(parts)
 
 
-def _write_csv(path: str, traces: dict[str, dict[str, Any]], sweep: bool) -> None:
+def _write_csv(path: str, traces: dict[str, dict[str, Any]], sweep: bool, fields: Sequence[str]) -> None:
     import numpy as np
 
     weights = len(next(iter(traces.values())))
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow((["setting"] if sweep else []) + (["weight"] if weights > 1 else []) + ["step", *_CSV_FIELDS])
+        writer.writerow((["setting"] if sweep else []) + (["weight"] if weights > 1 else []) + ["step", *fields])
         for label, per_weight in traces.items():
             for weight, trace in per_weight.items():
-                columns = [np.asarray(getattr(trace, field), np.float64).reshape(-1) for field in _CSV_FIELDS]
+                columns = [np.asarray(getattr(trace, field), np.float64).reshape(-1) for field in fields]
                 prefix = ([label] if sweep else []) + ([weight] if weights > 1 else [])
                 for row, values in enumerate(zip(*columns, strict=True)):
                     writer.writerow([*prefix, row + 1, *(repr(float(v)) for v in values)])
@@ -315,6 +385,8 @@ def _figure(args: argparse.Namespace) -> tuple[Any, dict[str, dict[str, Any]], b
         signal = args.signal
         grads = {signal: adamjax.signals.by_name(args.signal, args.steps, seed=args.seed)}
     steps = int(next(iter(grads.values())).shape[0])
+    if args.state_bits is not None:
+        return _quantization_figure(args, grads, signal, steps)
     settings: list[dict[str, Any]] = [
         dict(zip(_SWEPT, values, strict=True)) for values in itertools.product(*(getattr(args, n) for n in _SWEPT))
     ]
@@ -353,6 +425,49 @@ def _figure(args: argparse.Namespace) -> tuple[Any, dict[str, dict[str, Any]], b
     return fig, traces, len(traces) > 1
 
 
+def _quantization_figure(
+    args: argparse.Namespace, grads: dict[str, Any], signal: str, steps: int
+) -> tuple[Any, dict[str, dict[str, Any]], bool]:
+    """``--state-bits``: float32 Adam and each bit width on one weight that shares its block; one CSV row each."""
+    from adamjax import _plot_quantization
+
+    if len(grads) != 1:
+        raise UsageError(
+            f"argument --state-bits: draws one weight; {args.grads!r} has {len(grads)} columns (give one column)"
+        )
+    ((name, values),) = grads.items()
+    optimizer = {
+        "learning_rate": args.lr[0],
+        "b1": args.b1[0],
+        "b2": args.b2[0],
+        "eps": args.eps[0],
+        "power": args.power[0],
+        "centered": args.centered[0],
+        "amsgrad": args.amsgrad[0],
+        "bias_correction": not args.no_bias_correction,
+    }
+    reference, runs, noise = _plot_quantization._quantization_runs(
+        values, args.state_bits, args.block_size, args.neighbour_noise, args.seed, optimizer
+    )
+    window = args.window if steps > 2 * args.window else None
+    bits = " and ".join(f"{b}-bit" for b in runs)
+    question = f"What do {bits} moments store of m and v on '{signal}', and what does that do to the step?"
+    fig = _plot_quantization._quantization_figure(
+        reference, runs, noise, args.neighbour_noise is None, window, question, None
+    )
+    # The weight of interest is column 0 of each quantized block.
+    traces = {"float32": {name: reference}}
+    traces.update({f"{b} bits": {name: _column(run)} for b, run in runs.items()})
+    return fig, traces, True
+
+
+def _column(trace: Any) -> Any:
+    """The trace of column 0 (the weight of interest) of a simulated block."""
+    import jax
+
+    return jax.tree.map(lambda field: field[:, 0], trace)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     _check_values(args)
     _prepare_output("out", args.out, figure=True)
@@ -361,7 +476,8 @@ def _simulate(args: argparse.Namespace) -> int:
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")
     if args.csv:
-        _write_csv(args.csv, traces, sweep)
+        stored = _STORED_FIELDS if args.state_bits is not None else ()
+        _write_csv(args.csv, traces, sweep, (*_CSV_FIELDS, *stored))
         print(f"wrote {args.csv}")
     return 0
 

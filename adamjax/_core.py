@@ -5,9 +5,10 @@ the ``init/update/get_params`` triples, the simulator -- runs
 :func:`adamjax.adam_step` on each array, which runs the variant's stages
 (:mod:`adamjax._stages`). A classic variant (AMSGrad, Adamax, NAdam, the
 centered "belief" moment, the p-th power moment, bias correction off) is a
-switch in :class:`AdamConfig`; a newer member (RAdam, ADOPT, AdEMAMix,
-Adam-mini, ...) brings its stages and state layout as a :class:`Member`, from
-its own file in ``adamjax/_family/``. This module reads the stored moments,
+switch in :class:`AdamConfig` whose stages its own file registers
+(``adamjax/_amsgrad.py``, ``_adamax.py``, ...); a newer member (RAdam, ADOPT,
+AdEMAMix, Adam-mini, ...) brings its stages and state layout as a
+:class:`Member`, from its own file (``adamjax/_radam.py``, ...). This module reads the stored moments,
 hands them to the step maths and writes them back (:func:`update_state`).
 """
 

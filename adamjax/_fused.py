@@ -34,7 +34,7 @@ from adamjax import _checks, _core, _native, _numerics, _quantize, _stages
 
 
 class FusedSpec(NamedTuple):
-    """What an alias chain computes, for the kernel (see ``_aliases._build``)."""
+    """What an alias chain computes, for the kernel (see ``_alias_chain._build``)."""
 
     func: str
     config: _core.AdamConfig  # its ``weight_decay`` is the coupled term
@@ -43,6 +43,10 @@ class FusedSpec(NamedTuple):
     masked: bool = False  # the decoupled decay has a mask (the kernel decays every array)
     after_decay: str | None = None  # what the chain does after the decay (LAMB's trust ratio), if anything
     rounding: str = "nearest"  # how 16-bit weights are rounded (a last chain member unless "nearest")
+    # Where the alias's own chain keeps the states the kernel reads, as the alias built it:
+    # the core's is found by its type; these are the decoupled decay's and the learning rate's.
+    decay_slot: int | None = None
+    rate_slot: int = 1
 
 
 def variant_reason(config: _core.AdamConfig) -> str | None:
@@ -65,9 +69,13 @@ def variant_reason(config: _core.AdamConfig) -> str | None:
     return None
 
 
-def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool, updates: bool):
-    """The kernel's result computed by the core in JAX (for ``jax.grad`` and non-CPU backends)."""
-    h = dict(zip(_native.HYPER_FIELDS, (hyper[i] for i in range(len(_native.HYPER_FIELDS))), strict=True))
+def _reference(param, grad, mu, nu, h: dict, *, coupled: bool, decoupled: bool, updates: bool):
+    """The kernel's result computed by the core in JAX, from a dict of the kernel's hyperparameters.
+
+    The values are the chain's own (Python numbers stay Python numbers, so a
+    positive ``eps`` drops the core's zero-denominator guard) or the float32
+    operand's entries (``jax.grad`` through the kernel).
+    """
     g = grad
     if coupled:
         g = g + _numerics.scale_leaf(h["coupled_wd"], param)
@@ -80,7 +88,8 @@ def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool, up
         jnp.zeros([], jnp.int32),  # unread: the bias corrections are given
         config,
         bias_corrections=(h["bc1"], h["bc2"]),
-        complements=(h["one_minus_b1"], h["one_minus_b2"]),
+        # Python decays: the core takes 1 - b in double precision itself, as the kernel's operand did.
+        complements=None if isinstance(h["b1"], int | float) else (h["one_minus_b1"], h["one_minus_b2"]),
     )
     update = step.update.astype(grad.dtype)
     if decoupled:
@@ -91,7 +100,8 @@ def _reference(param, grad, mu, nu, hyper, *, coupled: bool, decoupled: bool, up
 
 
 def _reference_all(params, grads, mus, nus, hyper, **flags):
-    outs = [_reference(p, g, m, v, hyper, **flags) for p, g, m, v in zip(params, grads, mus, nus, strict=True)]
+    h = dict(zip(_native.HYPER_FIELDS, (hyper[i] for i in range(len(_native.HYPER_FIELDS))), strict=True))
+    outs = [_reference(p, g, m, v, h, **flags) for p, g, m, v in zip(params, grads, mus, nus, strict=True)]
     new_params, new_mus, new_nus = (tuple(column) for column in zip(*outs, strict=True)) if outs else ((), (), ())
     return new_params, new_mus, new_nus
 
@@ -101,12 +111,13 @@ def _quantized_reference_all(
 ) -> tuple[tuple, ...]:
     """The quantized kernel's results computed by the core in JAX: dequantize, step, requantize."""
     bits, block_size, mu_signed, nu_signed = layout
+    h = dict(zip(_native.HYPER_FIELDS, (hyper[i] for i in range(len(_native.HYPER_FIELDS))), strict=True))
     outs = []
     for p, g, mc, ms, nc, ns in zip(params, grads, mu_codes, mu_scales, nu_codes, nu_scales, strict=True):
         shape = tuple(jnp.shape(p))
         mu = _quantize.QuantizedArray(mc, ms, shape, bits, mu_signed, block_size)
         nu = _quantize.QuantizedArray(nc, ns, shape, bits, nu_signed, block_size)
-        out, new_mu, new_nu = _reference(p, g, _core.read_moment(mu), _core.read_moment(nu), hyper, **flags)
+        out, new_mu, new_nu = _reference(p, g, _core.read_moment(mu), _core.read_moment(nu), h, **flags)
         new_mu, new_nu = _core.write_moment(new_mu, mu), _core.write_moment(new_nu, nu)
         outs.append((out, new_mu.codes, new_mu.scales, new_nu.codes, new_nu.scales))
     return tuple(tuple(column) for column in zip(*outs, strict=True)) if outs else ((),) * 5
@@ -326,21 +337,20 @@ def step_leaves(
     bc1 = _numerics.bias_correction(config.b1, count, f32) if config.bias_correction_mu else 1.0
     bc2 = _numerics.bias_correction(config.b2, count, f32) if config.bias_correction_nu else 1.0
     coupled, decoupled = coupled_value is not None, decoupled_value is not None
-    hyper = _native.pack_hyper(
-        {
-            "lr": lr,
-            "b1": config.b1,
-            "one_minus_b1": 1 - config.b1,
-            "b2": config.b2,
-            "one_minus_b2": 1 - config.b2,
-            "eps": config.eps,
-            "eps_root": config.eps_root,
-            "bc1": bc1,
-            "bc2": bc2,
-            "coupled_wd": coupled_value if coupled else 0.0,
-            "decoupled_wd": decoupled_value if decoupled else 0.0,
-        }
-    )
+    values = {
+        "lr": lr,
+        "b1": config.b1,
+        "one_minus_b1": 1 - config.b1,
+        "b2": config.b2,
+        "one_minus_b2": 1 - config.b2,
+        "eps": config.eps,
+        "eps_root": config.eps_root,
+        "bc1": bc1,
+        "bc2": bc2,
+        "coupled_wd": coupled_value if coupled else 0.0,
+        "decoupled_wd": decoupled_value if decoupled else 0.0,
+    }
+    hyper = _native.pack_hyper(values)
     flags = {"coupled": coupled, "decoupled": decoupled, "updates": updates}
     outs: list = [None] * len(grads)
     # Quantized moments take the quantized kernel in both modes, whatever the size: XLA cannot
@@ -366,8 +376,8 @@ def step_leaves(
         for position, i in enumerate(small):
             outs[i] = tuple(column[position] for column in columns)
     for i, out in enumerate(outs):
-        if out is None:
-            outs[i] = _reference(params[i], grads[i], mus[i], nus[i], hyper, **flags)
+        if out is None:  # the chain's own values: Python numbers fold into XLA's loop as in optax
+            outs[i] = _reference(params[i], grads[i], mus[i], nus[i], values, **flags)
     new_params, new_mus, new_nus = (tuple(column) for column in zip(*outs, strict=True)) if outs else ((), (), ())
     return new_params, new_mus, new_nus
 
@@ -391,12 +401,14 @@ def run(
         return f"{spec.after_decay} after the decay has no native kernel"
     if spec.rounding != "nearest":
         return f'rounding="{spec.rounding}" of 16-bit weights has no native kernel'
-    # The alias's chain is (core, [decoupled decay], learning rate); the core is
-    # found by its state's type, the members after it keep their order.
+    # The core's state is found by its type; the decay's and the learning rate's where the alias's
+    # description (built with its chain) says they are.
     states = list(state)
     core_index = next((i for i, s in enumerate(states) if _core.is_core_state(s)), None)
     if core_index is None:
         return "the state holds no Adam core state"
+    if len(states) <= spec.rate_slot:
+        return "the state is not the alias's chain state"
     core_state = states[core_index]
     # A quantized moment is one leaf here, like its gradient (as the core reads it).
     treedef = jax.tree.structure(core_state.mu, is_leaf=_core.is_quantized)
@@ -408,11 +420,11 @@ def run(
     coupled_value = _core.coupled_decay_value(spec.config, core_state.count)
     coupled = coupled_value is not None
     decoupled, decoupled_value = False, 0.0
-    if spec.decoupled_decay is not None:
-        decay_index = core_index + 1
-        decoupled_value, states[decay_index] = _scheduled(spec.decoupled_decay, states[decay_index])
+    if spec.decoupled_decay is not None and spec.decay_slot is not None:
+        slot = spec.decay_slot
+        decoupled_value, states[slot] = _scheduled(spec.decoupled_decay, states[slot])
         decoupled = not _is_literal_zero(spec.decoupled_decay)
-    lr, states[-1] = _scheduled(spec.learning_rate, states[-1])
+    lr, states[spec.rate_slot] = _scheduled(spec.learning_rate, states[spec.rate_slot])
     if params is None and (updates and not (coupled or decoupled)):
         params = grads  # read by the kernel only for a decay
     if params is None:
@@ -480,13 +492,13 @@ def attach(spec: FusedSpec, chain: optax.GradientTransformationExtraArgs) -> opt
     def update_fn(updates, state, params=None, **extra_args):
         request = _REQUEST.get()
         inside = request is not None and params is not None and params is request.params
-        if not inside or request.updates_only:
+        if request is None or not inside or request.updates_only:
             try:
                 result = run(spec, updates, state, params, updates=True, every_size=inside)
             except (TypeError, ValueError):  # the chain raises its own error, naming what is wrong
                 result = "the inputs do not fit"
             if isinstance(result, str):
-                if inside:
+                if request is not None and inside:
                     request.reasons.append(f"{spec.func}: {result}")
                 return chain.update(updates, state, params, **extra_args)
             if request is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import optax
 
-from adamjax._aliases import _build
+from adamjax._alias_chain import _build
 from adamjax._types import ArrayLike, ScalarOrSchedule
 
 

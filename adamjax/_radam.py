@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core, _stages
-from adamjax._aliases import _build
+from adamjax import _checks, _core, _nadam, _stages
+from adamjax._alias_chain import _build
 from adamjax._numerics import bias_correction, memo
 from adamjax._types import ArrayLike, ScalarOrSchedule
 
@@ -68,7 +68,7 @@ def rectified(work: dict, c: _stages.Context) -> None:
 
 
 def _member(threshold: Any, nesterov: bool, eps_placement: str) -> _core.Member:
-    correction = _stages.nesterov if nesterov else _stages.correct_mu
+    correction = _nadam.nesterov if nesterov else _stages.correct_mu
     denominator = raw_eps_root if eps_placement == "torch" else _stages.root
     stages = (_stages.first_moment, _stages.squares, correction, _stages.correct_nu, denominator, rectified)
     return _core.Member("radam", stages, _core.Layout(optax.ScaleByAdamState), (("threshold", threshold),))

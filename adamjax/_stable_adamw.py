@@ -18,7 +18,7 @@ from typing import Any
 import optax
 
 from adamjax import _stages
-from adamjax._aliases import _build
+from adamjax._alias_chain import _build
 from adamjax._types import ArrayLike, DTypeLike, ScalarOrSchedule
 
 

@@ -20,24 +20,26 @@ dtype. The stages, in the order a step runs them:
 7. **post-processing**: cautious masking, a decoupled decay that later stages
    scale (StableAdamW's), update clipping.
 
-Every optimizer of the family is a tuple of stages: the classic ones
+Every optimizer of the family is a tuple of stages. This module holds the
+stages the members share; a member's own stages live in its file
+(``adamjax/_adam.py``, ``_amsgrad.py``, ``_adamax.py``, ``_adabelief.py``,
+``_nadam.py``, ``_radam.py``, ...). The classic members
 (:func:`classic_stages`) follow from :class:`adamjax.AdamConfig`'s switches,
-the newer members' files (``adamjax/_family/``) list their own. The native
-kernel's "is this plain Adam?" test, construction-time validation, the
-simulator's settings and :func:`adamjax.adam_stats` read these stages.
+each switch's rule registered by the member that owns it; the newer members
+list their stages in a :class:`adamjax._core.Member`. The native kernel's "is
+this plain Adam?" test, construction-time validation, the simulator's
+settings and :func:`adamjax.adam_stats` read these stages.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from adamjax import _checks
 from adamjax._numerics import (
@@ -50,7 +52,6 @@ from adamjax._numerics import (
     positive_in,
     read_real,
     real_dtype,
-    static_power,
 )
 
 KINDS = ("gradient", "first moment", "second moment", "correction", "denominator", "direction", "post")
@@ -143,52 +144,22 @@ def first_moment(work: dict, c: Context) -> None:
 # --- second moment ------------------------------------------------------------------------------
 
 
-@stage("second moment", "centered")
-def centered_input(work: dict, c: Context) -> None:
-    r"""AdaBelief's "belief": the second moment sees :math:`x_t = g_t - m_t` instead of :math:`g_t`."""
-    work["nu_input"] = work["grad"] - work["mu"]
-
-
 @stage("second moment", "squares", checks=(("b2", "decay"),), kernel=True)
 def squares(work: dict, c: Context) -> None:
     r""":math:`v_t = \beta_2 v_{t-1} + (1 - \beta_2)\, |x_t|^2` (:math:`x \bar x` for complex :math:`x`)."""
     work["nu"] = c.one_minus_b2 * abs_sq(work["nu_input"]) + c.b2 * read_real(work["nu"], c.real)
 
 
-@stage("second moment", "p-th power", checks=(("b2", "decay"), ("power", "power")))
-def powers(work: dict, c: Context) -> None:
-    r""":math:`v_t = \beta_2 v_{t-1} + (1 - \beta_2)\, |x_t|^p` (the p-th power moment; ``p`` may be traced)."""
-    p = hyper(c.config.power, c.real)
-    work["nu"] = c.one_minus_b2 * jnp.abs(work["nu_input"]) ** p + c.b2 * read_real(work["nu"], c.real)
-
-
-@stage("second moment", "infinity norm", checks=(("b2", "decay"), ("eps_root", "nonnegative")))
-def running_max(work: dict, c: Context) -> None:
-    r"""Adamax: :math:`u_t = \max(\beta_2 u_{t-1},\ |x_t| + \epsilon_{root})`."""
-    work["nu"] = jnp.maximum(jnp.abs(work["nu_input"]) + c.eps_root, c.b2 * read_real(work["nu"], c.real))
-
-
-@stage("second moment", "centered", checks=(("eps_root", "nonnegative"),))
-def eps_root_in_moment(work: dict, c: Context) -> None:
-    r"""AdaBelief (as optax): :math:`s_t \leftarrow s_t + \epsilon_{root}`, added to the stored moment every step."""
-    work["nu"] = work["nu"] + c.eps_root
-
-
-@stage("second moment", "amsgrad")
-def amsgrad_max(work: dict, c: Context) -> None:
-    r"""AMSGrad (PyTorch's convention): :math:`\tilde v_t = \max(\tilde v_{t-1}, v_t)` of the raw moments; the correction uses :math:`\tilde v_t`."""
-    work["nu_max"] = jnp.maximum(read_real(work["nu_max"], c.real), work["nu"])
-    work["nu_used"] = work["nu_max"]
-
-
 # --- correction ---------------------------------------------------------------------------------
 
 
-def _bc1(c: Context) -> Any:
+def first_bias_correction(c: Context) -> Any:
+    r""":math:`1 - \beta_1^t` in the real compute dtype, once per update (shared by the arrays through ``c.cache``)."""
     return memo(c.cache, ("b1", c.real), lambda: bias_correction(c.config.b1, c.count, c.real))
 
 
-def _bc2(c: Context) -> Any:
+def second_bias_correction(c: Context) -> Any:
+    r""":math:`1 - \beta_2^t` in the real compute dtype, once per update (shared by the arrays through ``c.cache``)."""
     return memo(c.cache, ("b2", c.real), lambda: bias_correction(c.config.b2, c.count, c.real))
 
 
@@ -196,27 +167,8 @@ def _bc2(c: Context) -> Any:
 def correct_mu(work: dict, c: Context) -> None:
     r""":math:`\hat m_t = m_t / (1 - \beta_1^t)`."""
     given = c.shared.get("bias_corrections")
-    bc1 = _bc1(c) if given is None else given[0].astype(c.real)
+    bc1 = first_bias_correction(c) if given is None else given[0].astype(c.real)
     work["mu_hat"] = work["mu"] / as_factor(bc1, c.dtype)
-
-
-@stage("correction", "nesterov")
-def nesterov(work: dict, c: Context) -> None:
-    r"""optax's NAdam: :math:`\hat m_t = \beta_1 m_t / (1 - \beta_1^{t+1}) + (1 - \beta_1) g_t / (1 - \beta_1^t)`."""
-    bc1_next = memo(
-        c.cache,
-        ("b1 next", c.real),
-        lambda: bias_correction(c.config.b1, jnp.asarray(optax.safe_increment(c.count)), c.real),
-    )
-    work["mu_hat"] = as_factor(c.b1, c.dtype) * work["mu"] / as_factor(bc1_next, c.dtype) + as_factor(
-        c.one_minus_b1, c.dtype
-    ) * work["grad"] / as_factor(_bc1(c), c.dtype)
-
-
-@stage("correction", "nesterov")
-def nesterov_uncorrected(work: dict, c: Context) -> None:
-    r"""Nesterov's look-ahead without bias correction: :math:`\hat m_t = \beta_1 m_t + (1 - \beta_1) g_t`."""
-    work["mu_hat"] = as_factor(c.b1, c.dtype) * work["mu"] + as_factor(c.one_minus_b1, c.dtype) * work["grad"]
 
 
 @stage("correction", "no first-moment correction", kernel=True)
@@ -229,7 +181,7 @@ def keep_mu(work: dict, c: Context) -> None:
 def correct_nu(work: dict, c: Context) -> None:
     r""":math:`\hat v_t = v_t / (1 - \beta_2^t)` (of AMSGrad's maximum when one is kept)."""
     given = c.shared.get("bias_corrections")
-    bc2 = _bc2(c) if given is None else given[1].astype(c.real)
+    bc2 = second_bias_correction(c) if given is None else given[1].astype(c.real)
     work["nu_hat"] = work.get("nu_used", work["nu"]) / bc2
 
 
@@ -242,7 +194,8 @@ def keep_nu(work: dict, c: Context) -> None:
 # --- denominator --------------------------------------------------------------------------------
 
 
-def _set_denominator(work: dict, c: Context, root: jax.Array) -> None:
+def set_denominator(work: dict, c: Context, root: jax.Array) -> None:
+    r""":math:`d_t = r_t + \epsilon` from a denominator stage's root :math:`r_t`, and whether :math:`d_t` may be 0."""
     work["denom"] = root + c.eps
     # eps > 0 keeps the denominator positive; otherwise the direction guards a 0.
     work["may_be_zero"] = not positive_in(c.config.eps, c.real)
@@ -251,31 +204,7 @@ def _set_denominator(work: dict, c: Context, root: jax.Array) -> None:
 @stage("denominator", "square root", checks=(("eps", "nonnegative"), ("eps_root", "nonnegative")), kernel=True)
 def root(work: dict, c: Context) -> None:
     r""":math:`d_t = \sqrt{\hat v_t + \epsilon_{root}} + \epsilon`."""
-    _set_denominator(work, c, jnp.sqrt(work["nu_hat"] + c.eps_root))
-
-
-@stage("denominator", "centered", checks=(("eps", "nonnegative"),))
-def root_of_moment(work: dict, c: Context) -> None:
-    r""":math:`d_t = \sqrt{\hat v_t} + \epsilon` (AdaBelief: :math:`\epsilon_{root}` is in the moment already)."""
-    _set_denominator(work, c, jnp.sqrt(work["nu_hat"]))
-
-
-@stage("denominator", "p-th root", checks=(("eps", "nonnegative"), ("eps_root", "nonnegative")))
-def pth_root(work: dict, c: Context) -> None:
-    r""":math:`d_t = (\hat v_t + \epsilon_{root})^{1/p} + \epsilon`."""
-    _set_denominator(work, c, (work["nu_hat"] + c.eps_root) ** (1 / hyper(c.config.power, c.real)))
-
-
-@stage("denominator", "centered", checks=(("eps", "nonnegative"),))
-def pth_root_of_moment(work: dict, c: Context) -> None:
-    r""":math:`d_t = \hat v_t^{1/p} + \epsilon` (centered p-th power moment)."""
-    _set_denominator(work, c, work["nu_hat"] ** (1 / hyper(c.config.power, c.real)))
-
-
-@stage("denominator", "infinity norm", checks=(("eps", "nonnegative"),))
-def max_norm(work: dict, c: Context) -> None:
-    r"""Adamax: :math:`d_t = u_t + \epsilon`."""
-    _set_denominator(work, c, work["nu_hat"])
+    set_denominator(work, c, jnp.sqrt(work["nu_hat"] + c.eps_root))
 
 
 # --- direction ----------------------------------------------------------------------------------
@@ -367,30 +296,75 @@ def clip_update(work: dict, c: Context) -> None:
 # --- the classic family from the switches ---------------------------------------------------------
 
 
+class SwitchRule(NamedTuple):
+    """How one of :class:`adamjax.AdamConfig`'s switches changes plain Adam's stages.
+
+    The member file that owns the switch registers its rule (:func:`register_switch`),
+    so this module names none of the members' stages.
+
+    Attributes:
+      field: the :class:`adamjax.AdamConfig` field the switch reads (``"power"``, ``"centered"``, ...).
+      applies: ``applies(config) -> bool``, whether the switch is on.
+      rewrite: ``rewrite(stages) -> stages``, the stages with the switch's own put in.
+    """
+
+    field: str
+    applies: Callable[[Any], bool]
+    rewrite: Callable[[tuple[Stage, ...]], tuple[Stage, ...]]
+
+
+_SWITCH_RULES: list[SwitchRule] = []
+
+
+def register_switch(
+    field: str, applies: Callable[[Any], bool], rewrite: Callable[[tuple[Stage, ...]], tuple[Stage, ...]]
+) -> None:
+    """Registers how the switch ``field`` of :class:`adamjax.AdamConfig` changes the stages (see :class:`SwitchRule`)."""
+    _SWITCH_RULES.append(SwitchRule(field, applies, rewrite))
+
+
+def replaced(stages: tuple[Stage, ...], replacements: dict[Stage, Stage]) -> tuple[Stage, ...]:
+    """``stages`` with each stage found in ``replacements`` swapped for its replacement."""
+    return tuple(replacements.get(each, each) for each in stages)
+
+
+def inserted(
+    stages: tuple[Stage, ...], new: Stage, *, before: str | None = None, after: str | None = None
+) -> tuple[Stage, ...]:
+    """``stages`` with ``new`` put before the first stage of kind ``before`` or after the last of kind ``after``."""
+    kinds = [each.kind for each in stages]
+    if before is not None:
+        at = kinds.index(before)
+    elif after is not None:
+        at = len(kinds) - kinds[::-1].index(after)
+    else:
+        raise ValueError("`inserted(...)` needs the kind to put the stage `before` or `after`.")
+    return (*stages[:at], new, *stages[at:])
+
+
 def classic_stages(config: Any) -> tuple[Stage, ...]:
-    """The stages of a variant given by :class:`adamjax.AdamConfig`'s switches (Adam to AdaBelief)."""
-    power = static_power(config.power)
-    stages = [first_moment]
-    if config.centered:
-        stages.append(centered_input)
-    stages.append(running_max if power == math.inf else squares if power == 2.0 else powers)
-    if config.centered:
-        stages.append(eps_root_in_moment)
-    if config.amsgrad:
-        stages.append(amsgrad_max)
-    if config.nesterov:
-        stages.append(nesterov if config.bias_correction_mu else nesterov_uncorrected)
-    else:
-        stages.append(correct_mu if config.bias_correction_mu else keep_mu)
-    stages.append(correct_nu if config.bias_correction_nu and power != math.inf else keep_nu)
-    if power == math.inf:
-        stages.append(max_norm)
-    elif power == 2.0:
-        stages.append(root_of_moment if config.centered else root)
-    else:
-        stages.append(pth_root_of_moment if config.centered else pth_root)
-    stages.append(direction)
-    return tuple(stages)
+    """The stages of a variant given by :class:`adamjax.AdamConfig`'s switches (Adam to AdaBelief).
+
+    Plain Adam (the first moment, squares, bias correction on or off, the
+    square root, the direction), rewritten by each registered switch that is
+    on, in the order of :class:`adamjax.AdamConfig`'s fields (``power``, then
+    ``centered``, ``amsgrad``, ``nesterov``). The member files register their
+    switches when they are imported; the package's ``__init__`` imports them
+    all, so the rules are in place before any optimizer is built.
+    """
+    stages: tuple[Stage, ...] = (
+        first_moment,
+        squares,
+        correct_mu if config.bias_correction_mu else keep_mu,
+        correct_nu if config.bias_correction_nu else keep_nu,
+        root,
+        direction,
+    )
+    fields = type(config)._fields
+    for rule in sorted(_SWITCH_RULES, key=lambda rule: fields.index(rule.field)):
+        if rule.applies(config):
+            stages = rule.rewrite(stages)
+    return stages
 
 
 class AdamStep(NamedTuple):

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _checks, _core, _numerics, _simulate
+from adamjax import _checks, _core, _numerics, _settings
 
 _QUANTILES = (0.1, 0.5, 0.9)
 
@@ -116,7 +116,7 @@ def _injected(state: Any) -> dict[str, Any]:
 def _hyperparameters(state: Any, tx: Any, given: dict[str, Any]) -> dict[str, Any]:
     """``b1``, ``b2`` and ``power``: as given, else as stored in the state, else read from ``tx``."""
     stored = _injected(state)
-    settings = _simulate.optimizer_settings(tx) if tx is not None else None
+    settings = _settings.optimizer_settings(tx) if tx is not None else None
     found = {}
     for name, value in given.items():
         if value is None:

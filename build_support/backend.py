@@ -5,7 +5,7 @@ for a newer FFI API than the installed jaxlib's cannot be loaded by it. pip
 builds in an isolated environment, which by itself would get the newest jax.
 So this backend looks at the environment pip installs into (``python -I``
 ignores the isolated environment's path) and asks for the same jax and jaxlib,
-which pip takes from its cache; without jax there, it asks for ``jax>=0.7.2``,
+which pip takes from its cache; without jax there, it asks for ``jax>=0.10.0``,
 the same newest jax pip then installs to run adamjax.
 ``pip install --no-build-isolation`` skips all this and uses the installed jax.
 """
@@ -18,7 +18,7 @@ import sys
 from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403  (the PEP 517 hooks this backend does not change)
 
-_FLOOR = "jax>=0.7.2"  # keep in sync with [project] dependencies
+_FLOOR = "jax>=0.10.0"  # keep in sync with [project] dependencies
 _PROBE = "import importlib.metadata as m; print(m.version('jax'), m.version('jaxlib'))"
 
 

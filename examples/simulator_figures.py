@@ -12,6 +12,7 @@ one question in its title:
   family               how do the Adam variants differ on the same gradients?
   sine                 what does Adam make of a sine (moments and step)?
   swinging_windows     how does Adam start on a long swinging run, and where does it settle?
+  quantization         what do 8-bit and 4-bit moments store of m and v, and what does that do to the step?
 
 Run: ``python examples/simulator_figures.py --out figures`` (``--only
 bias_correction,amsgrad`` for a few).
@@ -58,6 +59,7 @@ FIGURES: dict[str, Callable[[], object]] = {
     "swinging_windows": lambda: plot.windows(
         adamjax.simulate(adamjax.scale_by_adam(eps=1e-7), signals.swinging(10_000, seed=1)), 200
     ),
+    "quantization": plot.quantization,
 }
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
@@ -205,3 +206,57 @@ def test_roof_past_the_gradient_is_the_floor_plus_the_optimizers_bytes():
     assert realistic.past_gradient(rows[realistic.FLOOR], rows, n, roof) is None
     del rows[realistic.FLOOR]
     assert realistic.past_gradient(rows[realistic.FUSED_ADAMW], rows, n, roof) is None
+
+
+@pytest.mark.slow
+def test_convergence_quick_prints_every_row_and_column_with_finite_numbers(tmp_path):
+    script = SUITE.parent / "convergence.py"
+    figure = tmp_path / "convergence.png"
+    result = subprocess.run(
+        [sys.executable, str(script), "--quick", "--figure", str(figure)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    sys.path.insert(0, str(SUITE.parent))
+    try:
+        import convergence
+    finally:
+        sys.path.remove(str(SUITE.parent))
+    rows = [row.name for row in convergence.ROWS]
+    assert rows == [
+        "float32 Adam",
+        "bf16 moments",
+        "8-bit moments",
+        "4-bit moments",
+        "bf16 weights, nearest",
+        "bf16 weights, stochastic",
+        "bf16 weights, Kahan",
+        "bf16 weights + 8-bit",
+    ]
+    lines = result.stdout.splitlines()
+    headers = [i for i, line in enumerate(lines) if line.startswith("| row |")]
+    assert len(headers) == 3  # one table per problem
+    for start, problem in zip(
+        headers, ("(a) MLP", "(b) character transformer", "(c) scikit-learn digits"), strict=True
+    ):
+        assert lines[start - 1].startswith(problem)
+        header = cells(lines[start])
+        assert header[:7] == list(convergence.COLUMNS)
+        body = [cells(line) for line in lines[start + 2 : start + 2 + len(rows)]]
+        assert [row[0] for row in body] == rows
+        for row in body:
+            assert len(row) == len(header)
+            final, change, gap, held, large = (float(cell.rstrip("%")) for cell in row[1:6])
+            assert all(np.isfinite([final, change, gap, held, large])) and final > 0
+        by_name = {row[0]: row for row in body}
+        assert by_name["float32 Adam"][2] == "+0.00%" and float(by_name["float32 Adam"][4]) == 12.0
+        # Bytes per parameter of one 4096 x 4096 matrix: 4 + 8 for float32 Adam, about 4 for bf16 + 8-bit.
+        assert float(by_name["float32 Adam"][5]) == 12.0
+        assert 4.0 < float(by_name["bf16 weights + 8-bit"][5]) < 4.1
+        assert by_name["8-bit moments"][6].startswith("within 1%: ")
+        assert by_name["4-bit moments"][6].startswith("within 3%: ")
+        if problem.startswith("(c)"):
+            assert all(re.fullmatch(r"test acc (0|1)\.\d{3}", row[7]) for row in body)
+    assert figure.stat().st_size > 50_000

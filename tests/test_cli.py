@@ -91,6 +91,22 @@ BAD_ARGUMENTS = [
     (["--grads", "missing.csv"], r"argument --grads: no such file 'missing.csv'"),
     (["--window", "0"], r"argument --window: must be a positive integer; got 0"),
     (["--bogus"], r"unrecognized arguments: --bogus"),
+    (["--state-bits", "3"], r"argument --state-bits: expected 8, 4 or a list such as 8,4; got '3'"),
+    (["--block-size", "64"], r"argument --block-size: sets how moments are quantized and needs --state-bits 8 or 4"),
+    (["--neighbour-noise", "1"], r"argument --neighbour-noise: sets how moments are quantized and needs --state-bits"),
+    (
+        ["--state-bits", "4", "--block-size", "63"],
+        r"argument --block-size: `adam\(state_bits=4, block_size=...\)` must be even",
+    ),
+    (
+        ["--state-bits", "8", "--block-size", "0"],
+        r"argument --block-size: `adam\(block_size=...\)` must be a positive integer",
+    ),
+    (
+        ["--state-bits", "8", "--neighbour-noise", "-1"],
+        r"argument --neighbour-noise: must be a finite number >= 0; got -1",
+    ),
+    (["--state-bits", "8,4", "--b2", "0.9,0.99"], r"argument --state-bits: draws one optimizer's settings .* of --b2"),
 ]
 
 
@@ -304,3 +320,39 @@ def test_sweep_figure_passes_the_reader_checks(tmp_path):
     fig, _, _ = _cli._figure(parsed("--signal", "swinging", "--steps", "1000", "--b2", "0.9,0.99,0.999"))
     assert "b2" in fig.get_suptitle()
     check_figure(fig, tmp_path / "sweep.png")
+
+
+def test_state_bits_draws_stored_moments_and_writes_them(tmp_path):
+    out, table = tmp_path / "quantized.png", tmp_path / "quantized.csv"
+    argv = ["simulate", "--signal", "swinging", "--steps", "300", "--state-bits", "8,4", "--window", "100"]
+    assert main([*argv, "--out", str(out), "--csv", str(table)]) == 0
+    assert_drawn_png(out)
+    rows = read_csv(table)
+    assert list(rows[0])[-4:] == ["mu_stored", "nu_stored", "mu_error", "nu_error"]
+    by_setting = {}
+    for row in rows:
+        by_setting.setdefault(row["setting"], []).append(row)
+    assert list(by_setting) == ["float32", "8 bits", "4 bits"]
+    grads = np.asarray(adamjax.signals.swinging(300, seed=0), np.float64)
+    expected = ref.open_loop(grads, ref.Variant())
+
+    def column(setting, field):
+        return np.array([float(row[field]) for row in by_setting[setting]])
+
+    np.testing.assert_allclose(column("float32", "mu"), expected.mu, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(column("float32", "mu_stored"), column("float32", "mu"))
+    np.testing.assert_array_equal(column("float32", "nu_error"), np.zeros(300))
+    for setting in ("8 bits", "4 bits"):
+        np.testing.assert_array_equal(column(setting, "grad"), column("float32", "grad"))  # the tracked weight
+        for moment in ("mu", "nu"):
+            stored, computed = column(setting, f"{moment}_stored"), column(setting, moment)
+            np.testing.assert_allclose(column(setting, f"{moment}_error"), stored - computed, rtol=1e-6, atol=1e-12)
+            assert np.mean(stored != computed) > 0.3, (setting, moment)
+
+
+def test_state_bits_takes_one_weight(tmp_path, capsys):
+    recorded = tmp_path / "two.csv"
+    recorded.write_text("a,b\n1,2\n3,4\n")
+    assert main(["simulate", "--grads", str(recorded), "--state-bits", "8", "--out", str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert "argument --state-bits: draws one weight;" in err and "has 2 columns" in err

@@ -36,12 +36,12 @@ def test_simulator_figures(tmp_path):
     result = run_example("simulator_figures.py", "--out", tmp_path)
     names = [
         "swinging_suppressed", "bias_correction", "centered", "amsgrad", "power",
-        "b2_sweep", "family", "sine", "swinging_windows",
+        "b2_sweep", "family", "sine", "swinging_windows", "quantization",
     ]  # fmt: skip
     assert sorted(p.stem for p in tmp_path.glob("*.png")) == sorted(names)
     for name in names:
         assert_drawn_png(tmp_path / f"{name}.png")
-    assert "wrote 9 figures" in result.stdout
+    assert "wrote 10 figures" in result.stdout
 
 
 def test_hyperparameter_sweep(tmp_path):

@@ -192,7 +192,9 @@ def test_a_wrapper_that_changes_the_updates_runs_the_kernel_inside_it(name):
             np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
         if i in (3, 4) and name.startswith("apply_if_finite"):
             for x, y in zip(
-                jax.tree.leaves((before[0], before[1].inner_state)), jax.tree.leaves((a[0], a[1].inner_state))
+                jax.tree.leaves((before[0], before[1].inner_state)),
+                jax.tree.leaves((a[0], a[1].inner_state)),
+                strict=True,
             ):
                 np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0]["w"], params["w"])

@@ -194,7 +194,7 @@ def test_python_m_build_makes_an_sdist_and_a_wheel_that_installs_and_runs_the_ke
     assert [n for n in wheel_names if re.fullmatch(r"adamjax/_adam_kernel[^/]*\.so", n)], wheel_names
     assert {"adamjax/py.typed", f"adamjax-{version}.dist-info/licenses/LICENSE"} <= wheel_names
     assert record["built"] is True and record["jaxlib"] == jaxlib.__version__
-    assert "Requires-Dist: jax>=0.7.2" in metadata and "chex" not in metadata
+    assert "Requires-Dist: jax>=0.10.0" in metadata and "chex" not in metadata
 
     venv = tmp_path / "venv"
     assert _run(sys.executable, "-m", "venv", "--system-site-packages", venv).returncode == 0

@@ -444,3 +444,62 @@ def test_the_family_example_draws_the_comparison_and_shows_its_defaults(tmp_path
     result = run_example("family_compare.py", "--out", out, "--steps", "600", "--window", "150")
     assert_drawn_png(out)
     assert f"wrote {out}" in result.stdout
+
+
+STORED = "quantized run: stored (dequantized),\nwhat the next step starts from"
+COMPUTED = "quantized run: computed in the step"
+FLOAT32 = "float32 Adam on the same gradients"
+
+
+def test_quantization_figure_draws_stored_moments_their_error_and_the_step(tmp_path):
+    grads = signals.swinging(400, seed=1)
+    fig = plot.quantization(grads, window=100)
+    check_figure(fig, tmp_path / "quantization.png")
+    rms = float(np.sqrt(np.mean(np.asarray(grads, np.float64) ** 2)))
+    assert fig.get_suptitle().startswith("What do 8-bit and 4-bit moments store of a weight's m and v")
+    assert f"standard deviation {rms:.3g} (the weight's gradient RMS)" in fig.get_suptitle()
+    expected = ref.open_loop(np.asarray(grads), ref.Variant())
+    axes = np.array(fig.axes).reshape(5, 2)
+    assert [ax.get_title() for ax in axes[0]] == [
+        "8-bit moments, a block of 256 weights",
+        "4-bit moments, a block of 128 weights",
+    ]
+    for column in range(2):
+        for row, moment in ((0, "mu"), (2, "nu")):
+            lines = lines_by_label(axes[row, column])
+            np.testing.assert_allclose(
+                lines[FLOAT32].get_ydata(), getattr(expected, moment)[-100:], rtol=1e-5, atol=1e-5
+            )
+            stored, computed = lines[STORED].get_ydata(), lines[COMPUTED].get_ydata()
+            error = lines_by_label(axes[row + 1, column])["storage error: stored $-$ computed"].get_ydata()
+            np.testing.assert_allclose(error, stored - computed, rtol=1e-6, atol=1e-9)
+            assert np.any(error != 0)
+        steps = lines_by_label(axes[4, column])
+        np.testing.assert_allclose(steps[FLOAT32].get_ydata(), expected.update[-100:], rtol=1e-4, atol=1e-5)
+        assert steps[FLOAT32].get_xdata()[[0, -1]].tolist() == [301, 400]
+
+
+def test_a_weight_alone_in_its_block_loses_only_negative_first_moments(tmp_path):
+    fig = plot.quantization(signals.swinging(300, seed=2), bits=(4,), neighbour_noise=0.0, window=None)
+    check_figure(fig, tmp_path / "alone.png")
+    assert "the weight is alone in its block" in fig.get_suptitle()
+    lines = lines_by_label(fig.axes[0])
+    stored, computed = lines[STORED].get_ydata(), lines[COMPUTED].get_ydata()
+    negative = computed < 0
+    assert negative.any() and (~negative).any()
+    np.testing.assert_array_equal(stored[~negative], computed[~negative])
+    # The signed 4-bit codebook's most negative entry is -0.8875 (no -1): a negative scale-sized m shrinks.
+    np.testing.assert_allclose(stored[negative], 0.8875 * computed[negative], rtol=1e-6)
+    legend = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert "4 bits: every stored $v_t$ in these steps equals the computed one" in legend
+
+
+def test_quantization_figure_refuses_bad_arguments():
+    with pytest.raises(ValueError, match=r"`adamjax.plot.quantization\(bits=...\)` must be a sequence of 8 and 4"):
+        plot.quantization(signals.sine(50), bits=(16,))
+    with pytest.raises(ValueError, match=r"must be one weight's gradients, shape \[T\]; got shape \(50, 2\)"):
+        plot.quantization(jnp.ones((50, 2)))
+    with pytest.raises(
+        ValueError, match=r"`adamjax.plot.quantization\(neighbour_noise=...\)` must be a finite number >= 0"
+    ):
+        plot.quantization(signals.sine(50), neighbour_noise=-1.0)
