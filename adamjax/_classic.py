@@ -437,7 +437,13 @@ class _AdamFamilyUpdate(TreeUpdate):
             new_x, new_m, new_v = _fused.step_leaves(config, count, lr, xs, grads, ms, vs)
             return list(zip(new_x, new_m, new_v, strict=True))
         memo: dict = {}  # the bias corrections, once per dtype for all arrays
-        step_key = None
+        draws: list = [None] * len(states)
+        if self.rounding == "stochastic":
+            # One draw for the step (seed, step index), each array taking its share in tree order.
+            step_key = jax.random.fold_in(jax.random.key(self.seed), jnp.asarray(i, jnp.uint32))
+            shapes = [tuple(jnp.shape(x)) if _rounding.is_low_precision(x) else None for x in xs]
+            if any(shape is not None for shape in shapes):
+                draws = _rounding.uniform_draws(step_key, shapes)
         new_states = []
         for index, (state, g) in enumerate(zip(states, grads, strict=True)):
             x, m, v = xs[index], ms[index], vs[index]
@@ -450,10 +456,8 @@ class _AdamFamilyUpdate(TreeUpdate):
                 new_states.append((x_new, *moments, compensation))
                 continue
             x_new = x.astype(step.update.dtype) + delta
-            if self.rounding == "stochastic" and _rounding.is_low_precision(x):
-                if step_key is None:
-                    step_key = jax.random.fold_in(jax.random.key(self.seed), jnp.asarray(i, jnp.uint32))
-                x_new = _rounding.stochastic_round(x_new, x.dtype, jax.random.fold_in(step_key, index))
+            if draws[index] is not None:
+                x_new = _rounding.stochastic_round(x_new, x.dtype, draw=draws[index])
             new_states.append((x_new.astype(x.dtype), *moments))
         return new_states
 
@@ -507,8 +511,8 @@ def adam(
         ``"kahan"`` keeps the rounding error in a 16-bit buffer that the next
         step adds back. Other dtypes are unaffected.
       seed: a non-negative int (default 0) for ``rounding="stochastic"``: the
-        draw depends only on it, the step index and the array's position in the
-        tree, so runs are reproducible.
+        draw depends only on it and the step index (one draw per step, each
+        array taking its share in tree order), so runs are reproducible.
 
     Returns:
       An :class:`Optimizer` triple; the per-array state is ``(x, m, v)``, and
