@@ -291,17 +291,16 @@ def print_table(rows: dict[str, Measured], n: int, roof: float | None = None) ->
     table = []
     for row in rows.values():
         base = rows[row.base]
-        total = row.init.median + row.first.median
         cells = [
             row.name,
             "itself" if row.base == row.name else row.base,
             h.ms(row.step.median),
             h.spread(row.step),
-            h.ratio(row.step.median / base.step.median),
-            f"{row.init.median:.3f}",
-            f"{row.first.median:.3f}",
-            h.ratio(row.first.median / base.first.median),
-            h.ratio(total / (base.init.median + base.first.median)),
+            h.ratio(vs_base(rows, row.name, "step")),
+            f"{row.init.low:.3f}",
+            f"{row.first.low:.3f}",
+            h.ratio(vs_base(rows, row.name, "first")),
+            h.ratio(vs_base(rows, row.name, "total")),
         ]
         if roof is not None:
             gbs = traffic(row) * n / row.step.median / 1e9
@@ -311,8 +310,10 @@ def print_table(rows: dict[str, Measured], n: int, roof: float | None = None) ->
     print(h.markdown_table(header, table))
     note = (
         "\n(The gradient is computed inside each jitted, donated step. Ratios are against optax's same chain, "
-        "measured in this run. First step: trace + compile + run after `jax.clear_caches()`; init: building the "
-        "optimizer and its state."
+        "measured in this run, from each row's fastest sample (step) and least of its cold starts (init, first "
+        "step): on a shared machine noise only adds time, and two rows running the same computation then read "
+        "1.00x rather than whichever drew less noise. First step: trace + compile + run after "
+        "`jax.clear_caches()`; init: building the optimizer and its state."
     )
     if roof is not None:
         note += (
@@ -327,10 +328,11 @@ def print_table(rows: dict[str, Measured], n: int, roof: float | None = None) ->
 
 
 def vs_base(rows: dict[str, Measured], name: str, field: str) -> float:
+    """``name``'s ``field`` (``step``, ``first`` or ``total`` = init + first) over its optax row's, fastest samples."""
+    row, base = rows[name], rows[rows[name].base]
     if field == "total":
-        row, base = rows[name], rows[rows[name].base]
-        return (row.init.median + row.first.median) / (base.init.median + base.first.median)
-    return getattr(rows[name], field).median / getattr(rows[rows[name].base], field).median
+        return (row.init.low + row.first.low) / (base.init.low + base.first.low)
+    return getattr(row, field).low / getattr(base, field).low
 
 
 def check_paths(report: h.Report, label: str, rows: dict[str, Measured]) -> None:
