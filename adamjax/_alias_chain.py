@@ -144,7 +144,7 @@ def _build(
         config,
         _checks.checked_schedule(func, "learning_rate", learning_rate),
         None if decoupled_decay is _NO_DECAY else _checks.checked_schedule(func, "weight_decay", decoupled_decay),
-        masked=mask is not None,
+        mask=mask,
         after_decay="a per-array trust ratio" if after_decay else None,
         rounding=rounding,
         decay_slot=decay_slot,

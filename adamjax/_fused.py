@@ -8,10 +8,11 @@ per call and while tracing, whether the kernel applies, and otherwise hands the
 call to the chain unchanged, so results and errors are the chain's.
 
 The kernel applies when the variant is plain Adam (``power=2``, no AMSGrad,
-NAdam or centering; bias correction on or off; any ``eps``/``eps_root``), the
-decays are unmasked, no simulator is recording, every array is float32 or
-bfloat16 (state float32 or bfloat16), the backend is the CPU, and JAX sees a
-single device whose arrays carry no mesh in their types. ``jax.grad`` through a step differentiates the pure-JAX twin
+NAdam or centering; bias correction on or off; any ``eps``/``eps_root``; a
+decoupled decay with or without a mask), no simulator is recording, every array
+is float32 or bfloat16 (state float32, bfloat16 or 8/4-bit), the backend is the
+CPU, and JAX sees a single device whose arrays carry no mesh in their types.
+``jax.grad`` through a step differentiates the pure-JAX twin
 (:func:`_reference`), which runs the core's :func:`adamjax._stages.adam_step`.
 
 Moments quantized to 8 or 4 bits (``state_bits``) take the kernel's quantized
@@ -40,7 +41,7 @@ class FusedSpec(NamedTuple):
     config: _core.AdamConfig  # its ``weight_decay`` is the coupled term
     learning_rate: Any
     decoupled_decay: Any  # None: the chain has no decoupled term
-    masked: bool = False  # the decoupled decay has a mask (the kernel decays every array)
+    mask: Any = None  # the decoupled decay's mask (optax's: a tree of booleans, or a callable), if any
     after_decay: str | None = None  # what the chain does after the decay (LAMB's trust ratio), if anything
     rounding: str = "nearest"  # how 16-bit weights are rounded (a last chain member unless "nearest")
     # Where the alias's own chain keeps the states the kernel reads, as the alias built it:
@@ -395,8 +396,6 @@ def run(
     reason = config_reason(spec.config)
     if reason is not None:
         return reason
-    if spec.masked:
-        return "a masked weight decay has no native kernel (the kernel decays every array)"
     if spec.after_decay is not None:
         return f"{spec.after_decay} after the decay has no native kernel"
     if spec.rounding != "nearest":
@@ -420,9 +419,20 @@ def run(
     coupled_value = _core.coupled_decay_value(spec.config, core_state.count)
     coupled = coupled_value is not None
     decoupled, decoupled_value = False, 0.0
+    decay_flags = [True] * len(grad_leaves)
     if spec.decoupled_decay is not None and spec.decay_slot is not None:
         slot = spec.decay_slot
-        decoupled_value, states[slot] = _scheduled(spec.decoupled_decay, states[slot])
+        if spec.mask is None:
+            decoupled_value, states[slot] = _scheduled(spec.decoupled_decay, states[slot])
+        else:
+            # optax.masked calls a callable mask with the updates it masks (shaped like the gradients),
+            # and keeps the decay's own state inside MaskedState.
+            try:
+                decay_flags = _core.decay_masks(spec.func, spec.mask, grads, jax.tree.structure(grads))
+            except (TypeError, jax.errors.ConcretizationTypeError):
+                return "the weight decay's mask is not a tree of Python booleans"
+            decoupled_value, inner = _scheduled(spec.decoupled_decay, states[slot].inner_state)
+            states[slot] = states[slot]._replace(inner_state=inner)
         decoupled = not _is_literal_zero(spec.decoupled_decay)
     lr, states[spec.rate_slot] = _scheduled(spec.learning_rate, states[spec.rate_slot])
     if params is None and (updates and not (coupled or decoupled)):
@@ -438,19 +448,27 @@ def run(
         return reason
 
     count = jnp.asarray(optax.safe_increment(core_state.count))
-    outs, new_mu, new_nu = step_leaves(
-        spec.config,
-        count,
-        lr,
-        param_leaves,
-        grad_leaves,
-        mus,
-        nus,
-        coupled_value=coupled_value if coupled else None,
-        decoupled_value=decoupled_value if decoupled else None,
-        updates=updates,
-        every_size=every_size,
-    )
+    outs: list = [None] * len(grad_leaves)
+    new_mu: list = [None] * len(grad_leaves)
+    new_nu: list = [None] * len(grad_leaves)
+    # A masked decay: the arrays it reaches and the others are two kernel calls.
+    for decayed in (True, False):
+        chosen = [i for i, flag in enumerate(decay_flags) if flag == decayed]
+        if not chosen:
+            continue
+        columns = step_leaves(
+            spec.config,
+            count,
+            lr,
+            *([leaves[i] for i in chosen] for leaves in (param_leaves, grad_leaves, mus, nus)),
+            coupled_value=coupled_value if coupled else None,
+            decoupled_value=decoupled_value if decoupled and decayed else None,
+            updates=updates,
+            every_size=every_size,
+        )
+        for column, results in zip(columns, (outs, new_mu, new_nu), strict=True):
+            for i, value in zip(chosen, column, strict=True):
+                results[i] = value
     states[core_index] = core_state._replace(
         count=count, mu=treedef.unflatten(list(new_mu)), nu=treedef.unflatten(list(new_nu))
     )
