@@ -290,7 +290,6 @@ def print_table(rows: dict[str, Measured], n: int, roof: float | None = None) ->
         header += ["GB/s", "of roof", "of roof past the gradient"]
     table = []
     for row in rows.values():
-        base = rows[row.base]
         cells = [
             row.name,
             "itself" if row.base == row.name else row.base,
