@@ -171,11 +171,16 @@ def test_adamw_positional_mu_dtype_and_weight_decay_land_where_optax_puts_them()
 
 
 def run(tx, params, steps, loss):
+    """``steps`` steps of ``tx`` on ``loss``, each one compiled call (the step is traced once)."""
+
+    @jax.jit
+    def step(params, state):
+        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        return optax.apply_updates(params, updates), state
+
     state = tx.init(params)
     for _ in range(steps):
-        grads = jax.grad(loss)(params)
-        updates, state = tx.update(grads, state, params)
-        params = optax.apply_updates(params, updates)
+        params, state = step(params, state)
     return params, state
 
 
@@ -238,10 +243,15 @@ def test_complex_parameters_follow_optax(dtype, name, mu_complex):
         results = []
         for module in (adamjax, optax):
             tx = getattr(module, name)(0.05, **kwargs)
+
+            @jax.jit
+            def step(p, state, tx=tx):
+                updates, state = tx.update(conj_grad(p), state, p)
+                return optax.apply_updates(p, updates), state
+
             p, state = params, tx.init(params)
             for _ in range(30):
-                updates, state = tx.update(conj_grad(p), state, p)
-                p = optax.apply_updates(p, updates)
+                p, state = step(p, state)
             results.append((p, state))
     (ours, our_state), (theirs, their_state) = results
     assert jax.tree.map(lambda x: x.dtype, our_state) == jax.tree.map(lambda x: x.dtype, their_state)
@@ -341,10 +351,19 @@ def test_checkpoints_cross_over_between_optax_and_adamjax(tmp_path, name, kwargs
     reader = build(modules["adamjax" if first == "optax" else "optax"], name, kwargs)
     params = params_tree()
 
+    def compiled_step(tx):
+        @jax.jit
+        def step(params, state):
+            updates, state = tx.update(jax.grad(quadratic)(params), state, params)
+            return optax.apply_updates(params, updates), state
+
+        return step
+
+    step_of = {id(writer): compiled_step(writer), id(reader): compiled_step(reader)}  # each compiled once
+
     def steps(tx, params, state, count):
         for _ in range(count):
-            updates, state = tx.update(jax.grad(quadratic)(params), state, params)
-            params = optax.apply_updates(params, updates)
+            params, state = step_of[id(tx)](params, state)
         return params, state
 
     halfway = steps(writer, params, writer.init(params), 25)
@@ -360,7 +379,7 @@ def test_checkpoints_cross_over_between_optax_and_adamjax(tmp_path, name, kwargs
 
 
 BIAS_CORRECTION_ERRORS = """
-import numpy as np, jax.numpy as jnp, optax, adamjax
+import numpy as np, jax, jax.numpy as jnp, optax, adamjax
 grads = 1.5 + 0.5 * np.cos(np.outer(np.arange(1, 31), np.linspace(-1, 1, 8)))
 m = v = np.zeros(8)
 exact = []
@@ -368,9 +387,9 @@ for t, g in enumerate(grads, start=1):  # Kingma & Ba's Algorithm 1 in float64
     m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
     exact.append((m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8))
 for tx in (adamjax.scale_by_adam(), optax.scale_by_adam()):
-    state, out = tx.init(jnp.zeros(8, jnp.float32)), []
+    state, out, update = tx.init(jnp.zeros(8, jnp.float32)), [], jax.jit(tx.update)
     for g in grads:
-        u, state = tx.update(jnp.asarray(g, jnp.float32), state)
+        u, state = update(jnp.asarray(g, jnp.float32), state)
         out.append(np.asarray(u, np.float64))
     print(np.max(np.abs(np.array(out) - exact) / np.abs(exact)))
 """

@@ -35,13 +35,17 @@ def grad_fn(params):
 
 
 def trajectory(tx, steps=STEPS):
+    @jax.jit  # one compiled step, called `steps` times
+    def step(params, state):
+        with jax.numpy_dtype_promotion("standard"):  # optax's own code mixes int32 counts and floats
+            updates, state = tx.update(grad_fn(params), state, params)
+        return optax.apply_updates(params, updates), state
+
     params = {k: jnp.asarray(v, jnp.float64) for k, v in INIT.items()}
     state = tx.init(params)
     path = []
     for _ in range(steps):
-        with jax.numpy_dtype_promotion("standard"):  # optax's own code mixes int32 counts and floats
-            updates, state = tx.update(grad_fn(params), state, params)
-        params = optax.apply_updates(params, updates)
+        params, state = step(params, state)
         path.append(params)
     return path, state
 

@@ -52,7 +52,7 @@ def start() -> dict[str, np.ndarray]:
 def test_the_hand_written_gradient_is_jax_grad_of_the_objective():
     data = {k: jnp.asarray(v) for k, v in tr.problem_data().items()}
     params = start()
-    expected = jax.grad(lambda p: tr.objective(p["w"], p["M"], data, jnp))(
+    expected = jax.jit(jax.grad(lambda p: tr.objective(p["w"], p["M"], data, jnp)))(  # one program, not op by op
         {k: jnp.asarray(v) for k, v in params.items()}
     )
     for key, value in problem_grad(params).items():

@@ -44,6 +44,11 @@ def _flat_grad(flat):
     return jax.grad(lambda f: _loss(f.unflatten()))(flat)
 
 
+# The references (the gradient on the tree) are compiled: eagerly, every one of
+# the loss's per-array operations is dispatched (and differentiated) separately.
+_tree_grad = jax.jit(jax.grad(_loss))
+
+
 def _op_count(hlo: str, op: str) -> int:
     return hlo.count(f" {op}(")
 
@@ -65,7 +70,7 @@ def test_unflatten_gradient_is_one_concatenate_per_buffer():
 def test_unflatten_gradient_equals_the_tree_gradient():
     params = _model(30, mixed=True)
     flat = adamjax.FlatParams.from_tree(params)
-    expected = jax.grad(_loss)(params)
+    expected = _tree_grad(params)
     for got in (_flat_grad(flat), jax.jit(_flat_grad)(flat)):
         assert isinstance(got, adamjax.FlatParams)
         assert got.layout == flat.layout
@@ -88,8 +93,8 @@ def test_unflatten_gives_the_arrays_back_eagerly_jitted_and_vmapped():
     trees = jax.vmap(lambda f: f.unflatten())(batch)
     for key, leaf in trees.items():
         np.testing.assert_array_equal(np.asarray(leaf[1]), np.asarray(2 * params[key]))
-    grads = jax.vmap(_flat_grad)(batch)
-    negated = jax.grad(_loss)(jax.tree.map(lambda p: -p, params))
+    grads = jax.jit(jax.vmap(_flat_grad))(batch)  # the gradient through vmap's batched unflatten, compiled once
+    negated = _tree_grad(jax.tree.map(lambda p: -p, params))
     for key, leaf in jax.vmap(lambda g: g.unflatten())(grads).items():
         np.testing.assert_allclose(
             np.asarray(leaf[2], np.float64), np.asarray(negated[key], np.float64), rtol=1e-6, atol=1e-6
@@ -100,11 +105,13 @@ def test_unflatten_supports_forward_mode_and_second_derivatives():
     params = _model(8)
     flat = adamjax.FlatParams.from_tree(params)
     direction = jax.tree.map(jnp.ones_like, flat)
-    _, tangent = jax.jvp(lambda f: _loss(f.unflatten()), (flat,), (direction,))
-    _, want = jax.jvp(_loss, (params,), (jax.tree.map(jnp.ones_like, params),))
+    ones = jax.tree.map(jnp.ones_like, params)
+    # Each derivative compiled once (eagerly, every per-array operation is compiled on its own).
+    _, tangent = jax.jit(lambda f, d: jax.jvp(lambda f: _loss(f.unflatten()), (f,), (d,)))(flat, direction)
+    _, want = jax.jit(lambda p, d: jax.jvp(_loss, (p,), (d,)))(params, ones)
     np.testing.assert_allclose(float(tangent), float(want), rtol=1e-6)
-    hvp = jax.jvp(_flat_grad, (flat,), (direction,))[1]
-    want_hvp = jax.jvp(jax.grad(_loss), (params,), (jax.tree.map(jnp.ones_like, params),))[1]
+    hvp = jax.jit(lambda f, d: jax.jvp(_flat_grad, (f,), (d,))[1])(flat, direction)
+    want_hvp = jax.jit(lambda p, d: jax.jvp(jax.grad(_loss), (p,), (d,))[1])(params, ones)
     np.testing.assert_allclose(
         np.asarray(hvp.buffers[0]), np.asarray(adamjax.FlatParams.from_tree(want_hvp).buffers[0]), rtol=1e-5, atol=1e-6
     )
@@ -125,11 +132,16 @@ def test_flat_buffers_hold_the_leaves_in_order():
 def _adam_reference(params, steps, lr):
     """optax's Adam on the tree, gradients of the same loss (optax needs standard promotion)."""
     tx = optax.adam(lr)
+
+    @jax.jit
+    def step(params, state):
+        updates, state = tx.update(jax.grad(_loss)(params), state, params)
+        return optax.apply_updates(params, updates), state
+
     with jax.numpy_dtype_promotion("standard"):
         state = tx.init(params)
         for _ in range(steps):
-            updates, state = tx.update(jax.grad(_loss)(params), state, params)
-            params = optax.apply_updates(params, updates)
+            params, state = step(params, state)
     return params
 
 
@@ -139,15 +151,17 @@ def test_flat_triple_with_flat_gradients_follows_optax_and_the_tree_triple(jit_s
     flat = optimizers.from_transformation(adamjax.adam(lr), flat=True)
     tree = optimizers.from_transformation(adamjax.adam(lr))
 
+    flat_grad = jax.jit(_flat_grad)  # the gradient compiled; without jit_step, update_fn is still called eagerly
+
     def flat_step(i, state):
-        return flat.update_fn(i, jax.grad(lambda f: _loss(f.unflatten()))(state.params), state)
+        return flat.update_fn(i, flat_grad(state.params), state)
 
     if jit_step:
         flat_step = jax.jit(flat_step, donate_argnums=1)
     flat_state, tree_state = flat.init_fn(params), tree.init_fn(params)
     for t in range(steps):
         flat_state = flat_step(t, flat_state)
-        tree_state = tree.update_fn(t, jax.grad(_loss)(tree.params_fn(tree_state)), tree_state)
+        tree_state = tree.update_fn(t, _tree_grad(tree.params_fn(tree_state)), tree_state)
     got, via_tree, reference = (
         flat.params_fn(flat_state),
         tree.params_fn(tree_state),
@@ -168,7 +182,7 @@ def test_flat_triple_with_mixed_dtypes_keeps_one_buffer_per_dtype():
     step = jax.jit(lambda s: flat.update_fn(0, _flat_grad(s.params), s))
     for t in range(3):
         flat_state = step(flat_state)
-        tree_state = tree.update_fn(t, jax.grad(_loss)(tree.params_fn(tree_state)), tree_state)
+        tree_state = tree.update_fn(t, _tree_grad(tree.params_fn(tree_state)), tree_state)
     got, want = flat.params_fn(flat_state), tree.params_fn(tree_state)
     for key in params:
         assert got[key].dtype == params[key].dtype
