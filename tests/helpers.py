@@ -58,6 +58,33 @@ def run_example(name: str, *args: Any) -> subprocess.CompletedProcess:
     return run_python(EXAMPLES / name, *args)
 
 
+def example_help(name: str) -> str:
+    """``python examples/<name> --help``'s output, run in this interpreter (``runpy``, as the script runs itself).
+
+    Printing the help only parses the options and exits, so it needs no fresh
+    interpreter (importing JAX again costs about 2 s); tests/test_examples.py
+    runs every script's ``--help`` in one separate interpreter as well.
+    """
+    import io
+    import runpy
+
+    path = EXAMPLES / name
+    argv, out = sys.argv, io.StringIO()
+    sys.argv = [str(path), "--help"]
+    sys.path.insert(0, str(EXAMPLES))
+    code: Any = None
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as exit:
+        code = exit.code
+    finally:
+        sys.argv = argv
+        sys.path.remove(str(EXAMPLES))
+    assert code in (0, None), f"{name} --help exited with {code}"
+    return out.getvalue()
+
+
 def assert_drawn_png(path: Path, min_ink: float = 0.03) -> None:
     """``path`` is a real figure: at least 500x300 pixels with ``min_ink`` of them not white."""
     image = imread(path)[..., :3]

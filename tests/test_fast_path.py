@@ -32,14 +32,20 @@ KERNEL = "adamjax_adam_step"
 
 @pytest.fixture
 def pure_path(monkeypatch):
-    """A context in which adamjax takes its pure-JAX path (fresh traces)."""
+    """``pure_path(True)``: adamjax takes its pure-JAX path from here on; ``False``: the kernel.
+
+    adamjax reads ``ADAMJAX_DISABLE_NATIVE`` when it traces a step, so the
+    switch holds for every function jitted afterwards. The tests jit a new
+    function on each path (a new closure, ``functools.partial`` or triple,
+    never one ``jax.jit`` of the same function object, whose traces JAX would
+    reuse). No ``jax.clear_caches()``: it made every program of the worker
+    compile again.
+    """
 
     def switch(disabled: bool) -> None:
-        jax.clear_caches()
         monkeypatch.setenv("ADAMJAX_DISABLE_NATIVE", "1" if disabled else "0")
 
     yield switch
-    jax.clear_caches()
 
 
 def _params(dtype=jnp.float32, sizes=(70_000, 5, 1, 0)):

@@ -44,14 +44,21 @@ pytestmark = pytest.mark.native
 
 @pytest.fixture
 def pure_path(monkeypatch):
-    """``pure_path(True)``: adamjax takes its pure-JAX path from here on (fresh traces); ``False``: the kernel."""
+    """``pure_path(True)``: adamjax takes its pure-JAX path from here on; ``False``: the kernel.
+
+    adamjax reads ``ADAMJAX_DISABLE_NATIVE`` when it traces a step, so the
+    switch holds for every function jitted afterwards. Each test jits a new
+    function on each path (a new lambda, never one ``jax.jit`` of the same
+    function object, whose traces JAX would reuse), and every comparison checks
+    the custom call is in the kernel's compiled step (and, where stated, absent
+    from the pure one). No ``jax.clear_caches()``: it made every program of the
+    worker (the library's jitted quantizers, each eager op) compile again.
+    """
 
     def switch(disabled: bool) -> None:
-        jax.clear_caches()
         monkeypatch.setenv("ADAMJAX_DISABLE_NATIVE", "1" if disabled else "0")
 
     yield switch
-    jax.clear_caches()
 
 
 def calls(text: str, target: str) -> int:
@@ -92,7 +99,7 @@ def run_steps(tx, params, steps: int, gradient=noise, *, mode: str = "apply_step
     if mode == "apply_step":
         step = jax.jit(lambda p, s, g: adamjax.apply_step(tx, g, s, p), donate_argnums=(0, 1))
     else:
-        update = jax.jit(tx.update, donate_argnums=(1,))
+        update = jax.jit(lambda g, s, p: tx.update(g, s, p), donate_argnums=(1,))  # a new function: a new trace
         add = jax.jit(optax.apply_updates, donate_argnums=(0,))
 
         def step(p, s, g):
