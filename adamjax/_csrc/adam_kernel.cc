@@ -25,126 +25,15 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernel_common.h"
 #include "xla/ffi/api/ffi.h"
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
 
 namespace ffi = xla::ffi;
 
+// The shared layouts and both instruction sets' loops are kernel_common.h's,
+// the loops compiled in kernel_baseline.cc and kernel_avx2.cc.
+namespace adamjax_kernel ADAMJAX_HIDDEN {
 namespace {
-
-// Layout of the float32 hyperparameter buffer; keep in sync with _native.py.
-enum Hyper : int {
-  kLr = 0,       // learning rate (the step is -lr * update)
-  kB1,           // beta1
-  kOneMinusB1,   // 1 - beta1, rounded once from the caller's precision
-  kB2,           // beta2
-  kOneMinusB2,   // 1 - beta2
-  kEps,          // eps, outside the root
-  kEpsRoot,      // eps_root, inside the root
-  kBc1,          // 1 - beta1**t (1 when bias correction is off)
-  kBc2,          // 1 - beta2**t
-  kCoupledWd,    // L2 decay added to the gradient before the moments
-  kDecoupledWd,  // decay added to the update (AdamW)
-  kNumHyper,
-};
-
-struct Pointers {
-  const void* param;
-  const void* grad;
-  const void* mu;
-  const void* nu;
-  void* out;  // new parameters
-  void* mu_out;
-  void* nu_out;
-};
-
-using RangeFn = void (*)(const Pointers&, const float*, int64_t, int64_t);
-
-// ---- quantized moments (adamjax/_quantize.py) -------------------------------
-
-// A codebook (the sorted map a code indexes) and what finds the nearest code.
-//
-// The pure path's search (`_quantize._nearest_codes`) takes below = the last
-// entry <= x (clipped to [0, size - 2]) and moves up to below + 1 when
-// |x - map[below + 1]| < |x - map[below]| in float32. That choice only grows
-// with x, so code(x) = the number of thresholds t_j <= x, where t_j is the
-// least float whose code is above j; BuildCodebook finds each t_j by bisection
-// with that very float32 test, so the kernel's codes are the pure path's,
-// ties included. Thresholds are compared as order keys (OrderKey). To count
-// them fast, a float falls in a bucket by its top bits (sign, exponent, the
-// first mantissa bits), fine enough that a bucket holds at most one
-// threshold. The floats of one bucket differ only in their low bits, so one
-// 32-bit entry says it all: with a threshold inside, (base + 1) << 23 | its
-// place among those low bits, and the code is base + 1, less one before the
-// threshold; without, base << 23, and the code is the base. A 16-code map is
-// searched in four bisection steps instead (`levels`).
-struct Codebook {
-  int size = 0;                       // 16 or 256 codes
-  float values[256] = {};             // the map
-  int32_t thresholds[256] = {};       // [j] = order key of t_j (j < size - 1), then INT32_MAX
-  int shift = 0;                      // bucket = float bits >> shift (sign included)
-  int32_t low_mask = 0;               // (1 << shift) - 1: the bits within a bucket
-  std::vector<int32_t> bucket_entry;  // see above; the place is ThresholdPlace's
-  bool negative = false;              // whether a threshold is negative (else negative places need no care)
-  int32_t levels[4][8] = {};          // 16 codes: thresholds - 1 of each bisection step, by the code so far
-  int zero_code = 0;                  // the code of 0 (zero blocks and non-finite blocks)
-};
-
-// Where x lies within its bucket, increasing with x in both signs: its low bits,
-// reversed (0x7fffff - low, which is low ^ 0x7fffff) for a negative x, whose
-// key falls as they grow.
-inline int32_t ThresholdPlace(uint32_t bits, int32_t low_mask) {
-  return (static_cast<int32_t>(bits) & low_mask) ^ ((bits >> 31) ? 0x7fffff : 0);
-}
-
-// What one array of the quantized step reads and writes.
-struct QPointers {
-  const void* param;
-  const void* grad;
-  const uint8_t* mu_codes;
-  const float* mu_scales;
-  const uint8_t* nu_codes;
-  const float* nu_scales;
-  void* out;  // new parameters (or updates)
-  uint8_t* mu_codes_out;
-  float* mu_scales_out;
-  uint8_t* nu_codes_out;
-  float* nu_scales_out;
-};
-
-// An array's layout (quantize's): rows of `row` elements, each cut into
-// `blocks_per_row` blocks of `block` elements (the last one possibly short),
-// `code_bytes` bytes of codes per row.
-struct QGeometry {
-  int64_t row, blocks_per_row, code_bytes, block;
-};
-
-using QRangeFn = void (*)(const QPointers&, const QGeometry&, const Codebook&, const Codebook&, const float*,
-                          int64_t, int64_t);
-
-// A block's new moments wait in a stack buffer of this many floats each.
-constexpr int64_t kStackBlock = 1024;
-
-namespace baseline {
-#include "adam_kernel_impl.h"
-#include "quantized_kernel_impl.h"
-}  // namespace baseline
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define ADAMJAX_HAVE_AVX2 1
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define ADAMJAX_VECTOR_AVX2 1
-namespace avx2 {
-#include "adam_kernel_impl.h"
-#include "quantized_kernel_impl.h"
-}  // namespace avx2
-#undef ADAMJAX_VECTOR_AVX2
-#pragma GCC pop_options
-#endif
 
 // Whether the steps run the AVX2+FMA loops. ADAMJAX_KERNEL_BASELINE=1 runs the
 // baseline loops on any CPU (the tests check them on AVX2 machines too); it is
@@ -162,11 +51,17 @@ bool UsesAvx2() {
 #endif
 }
 
+// The C API's name for a dtype, which the loops take (kernel_common.h).
+static_assert(static_cast<int>(ffi::DataType::F32) == XLA_FFI_DataType_F32 &&
+                  static_cast<int>(ffi::DataType::BF16) == XLA_FFI_DataType_BF16,
+              "ffi::DataType is the C API's XLA_FFI_DataType");
+XLA_FFI_DataType CType(ffi::DataType dtype) { return static_cast<XLA_FFI_DataType>(dtype); }
+
 RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool coupled, bool decoupled, bool updates) {
 #ifdef ADAMJAX_HAVE_AVX2
-  if (UsesAvx2()) return avx2::Pick(param, mu, nu, coupled, decoupled, updates);
+  if (UsesAvx2()) return avx2::Pick(CType(param), CType(mu), CType(nu), coupled, decoupled, updates);
 #endif
-  return baseline::Pick(param, mu, nu, coupled, decoupled, updates);
+  return baseline::Pick(CType(param), CType(mu), CType(nu), coupled, decoupled, updates);
 }
 
 // Whether XLA's CPU code on this host contracts `a * b + c` into a fused
@@ -184,9 +79,9 @@ bool HostHasFma() {
 
 QRangeFn QPick(ffi::DataType param, int bits, bool coupled, bool decoupled, bool updates) {
 #ifdef ADAMJAX_HAVE_AVX2
-  if (UsesAvx2()) return avx2::QPick(param, bits, true, coupled, decoupled, updates);
+  if (UsesAvx2()) return avx2::QPick(CType(param), bits, true, coupled, decoupled, updates);
 #endif
-  return baseline::QPick(param, bits, HostHasFma(), coupled, decoupled, updates);
+  return baseline::QPick(CType(param), bits, HostHasFma(), coupled, decoupled, updates);
 }
 
 // XLA's CPU code runs with denormals flushed to zero (inputs and results); the
@@ -587,8 +482,9 @@ ffi::Error QuantizedAdamImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> hyper, 
 }
 
 }  // namespace
+}  // namespace adamjax_kernel
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(AdamjaxAdamStep, AdamImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AdamjaxAdamStep, adamjax_kernel::AdamImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()  // hyperparameters
@@ -598,7 +494,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AdamjaxAdamStep, AdamImpl,
                                   .Attr<bool>("decoupled")
                                   .Attr<bool>("updates"));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(AdamjaxQuantizedAdamStep, QuantizedAdamImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AdamjaxQuantizedAdamStep, adamjax_kernel::QuantizedAdamImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()  // hyperparameters
@@ -613,13 +509,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AdamjaxQuantizedAdamStep, QuantizedAdamImpl,
                                   .Attr<ffi::Span<const float>>("nu_map"));
 
 // "avx2" or "baseline": which loops the steps run (adamjax._native.instruction_set).
-extern "C" const char* AdamjaxKernelIsa() { return UsesAvx2() ? "avx2" : "baseline"; }
+extern "C" const char* AdamjaxKernelIsa() { return adamjax_kernel::UsesAvx2() ? "avx2" : "baseline"; }
 
 // The quantized step's nearest-code search on its own, over `n` values in
 // [-1, 1] with the loops the steps run (the tests compare it with the pure
 // path's search near every threshold). Returns 0, or -1 for a map the kernel
 // refuses.
 extern "C" int AdamjaxNearestCodes(const float* map, int64_t size, const float* x, int64_t n, uint8_t* out) {
+  using namespace adamjax_kernel;
   std::string error;
   const Codebook* book = FindCodebook(map, size, &error);
   if (book == nullptr) return -1;

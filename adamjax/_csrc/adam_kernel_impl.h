@@ -1,37 +1,9 @@
-// The per-element Adam loop and its dtype/flag dispatch, included twice by
-// adam_kernel.cc: once for the baseline instruction set and once compiled for
-// AVX2+FMA, chosen at run time. No #include here on purpose: this text is
-// pasted inside a namespace. Hyper indices (kLr, ...) and Pointers come from
-// the including file.
-
-inline float Bf16ToF32(uint16_t h) {
-  uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-
-// Round to nearest even, as XLA's convert does; NaN stays a quiet NaN.
-inline uint16_t F32ToBf16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof(bits));
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  return static_cast<uint16_t>(bits >> 16);
-}
-
-struct F32 {
-  using T = float;
-  static inline float Load(float x) { return x; }
-  static inline float Store(float x) { return x; }
-};
-
-struct BF16 {
-  using T = uint16_t;
-  static inline float Load(uint16_t x) { return Bf16ToF32(x); }
-  static inline uint16_t Store(float x) { return F32ToBf16(x); }
-};
-
+// The per-element Adam loop and its dtype/flag dispatch (`Pick`), compiled
+// twice: in adam_loops_baseline.cc for the baseline instruction set and in
+// adam_loops_avx2.cc for AVX2+FMA, chosen at run time by adam_kernel.cc. No
+// #include here on purpose: this text is pasted inside a namespace, after
+// dtypes_impl.h (F32, BF16). Hyper indices (kLr, ...) and Pointers come from
+// kernel_common.h.
 
 // Elements [begin, end) of one step. P: parameter/gradient/update type,
 // M and V: moment storage types. All arithmetic is float32. kUpdates: write
@@ -93,22 +65,23 @@ RangeFn PickFlags(bool coupled, bool decoupled, bool updates) {
 }
 
 template <typename P, typename M>
-RangeFn PickNu(ffi::DataType nu, bool coupled, bool decoupled, bool updates) {
-  if (nu == ffi::DataType::F32) return PickFlags<P, M, F32>(coupled, decoupled, updates);
-  if (nu == ffi::DataType::BF16) return PickFlags<P, M, BF16>(coupled, decoupled, updates);
+RangeFn PickNu(XLA_FFI_DataType nu, bool coupled, bool decoupled, bool updates) {
+  if (nu == XLA_FFI_DataType_F32) return PickFlags<P, M, F32>(coupled, decoupled, updates);
+  if (nu == XLA_FFI_DataType_BF16) return PickFlags<P, M, BF16>(coupled, decoupled, updates);
   return nullptr;
 }
 
 template <typename P>
-RangeFn PickMu(ffi::DataType mu, ffi::DataType nu, bool coupled, bool decoupled, bool updates) {
-  if (mu == ffi::DataType::F32) return PickNu<P, F32>(nu, coupled, decoupled, updates);
-  if (mu == ffi::DataType::BF16) return PickNu<P, BF16>(nu, coupled, decoupled, updates);
+RangeFn PickMu(XLA_FFI_DataType mu, XLA_FFI_DataType nu, bool coupled, bool decoupled, bool updates) {
+  if (mu == XLA_FFI_DataType_F32) return PickNu<P, F32>(nu, coupled, decoupled, updates);
+  if (mu == XLA_FFI_DataType_BF16) return PickNu<P, BF16>(nu, coupled, decoupled, updates);
   return nullptr;
 }
 
-RangeFn Pick(ffi::DataType param, ffi::DataType mu, ffi::DataType nu, bool coupled, bool decoupled, bool updates) {
-  if (param == ffi::DataType::F32) return PickMu<F32>(mu, nu, coupled, decoupled, updates);
-  if (param == ffi::DataType::BF16) return PickMu<BF16>(mu, nu, coupled, decoupled, updates);
+RangeFn Pick(XLA_FFI_DataType param, XLA_FFI_DataType mu, XLA_FFI_DataType nu, bool coupled, bool decoupled,
+             bool updates) {
+  if (param == XLA_FFI_DataType_F32) return PickMu<F32>(mu, nu, coupled, decoupled, updates);
+  if (param == XLA_FFI_DataType_BF16) return PickMu<BF16>(mu, nu, coupled, decoupled, updates);
   return nullptr;
 }
 

@@ -1,9 +1,10 @@
-// The fused step for blockwise-quantized moments (adamjax/_quantize.py), included
-// twice by adam_kernel.cc after adam_kernel_impl.h: once for the baseline
-// instruction set and once compiled for AVX2+FMA (ADAMJAX_VECTOR_AVX2 set).
-// No #include here on purpose: this text is pasted inside a namespace. Hyper
-// indices, Codebook, QPointers and QGeometry come from the including file; F32,
-// BF16 and the bfloat16 conversions from adam_kernel_impl.h.
+// The fused step for blockwise-quantized moments (adamjax/_quantize.py), and
+// its dispatch (`QPick`), compiled twice: in quantized_loops_baseline.cc for the
+// baseline instruction set and in quantized_loops_avx2.cc for AVX2+FMA
+// (ADAMJAX_VECTOR_AVX2 set), chosen at run time by adam_kernel.cc.
+// No #include here on purpose: this text is pasted inside a namespace, after
+// dtypes_impl.h (F32, BF16 and the bfloat16 conversions). Hyper indices,
+// Codebook, QPointers and QGeometry come from kernel_common.h.
 //
 // One block at a time, in one pass over memory: the block's codes are read and
 // dequantized (map[code] * scale), the Adam step runs in float32 and writes the
@@ -463,9 +464,9 @@ QRangeFn QPickBits(int bits, bool fma, bool coupled, bool decoupled, bool update
   return nullptr;
 }
 
-QRangeFn QPick(ffi::DataType param, int bits, bool fma, bool coupled, bool decoupled, bool updates) {
-  if (param == ffi::DataType::F32) return QPickBits<F32>(bits, fma, coupled, decoupled, updates);
-  if (param == ffi::DataType::BF16) return QPickBits<BF16>(bits, fma, coupled, decoupled, updates);
+QRangeFn QPick(XLA_FFI_DataType param, int bits, bool fma, bool coupled, bool decoupled, bool updates) {
+  if (param == XLA_FFI_DataType_F32) return QPickBits<F32>(bits, fma, coupled, decoupled, updates);
+  if (param == XLA_FFI_DataType_BF16) return QPickBits<BF16>(bits, fma, coupled, decoupled, updates);
   return nullptr;
 }
 
