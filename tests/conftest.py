@@ -59,3 +59,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if _OWNS_CACHE and not hasattr(session.config, "workerinput"):  # the process that made it, after every worker
         shutil.rmtree(_CACHE, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the modules that hold long cases (marked ``slow``) first, keeping the order otherwise.
+
+    With ``-n auto`` each pytest-xdist worker starts on a contiguous share of
+    this list, and an idle worker takes half of a busy one's queue
+    (``--dist worksteal`` in pyproject.toml), so the long cases are spread
+    between the workers and none is left to run alone at the end. Whole
+    modules move, so their module-scoped fixtures are still set up once.
+    """
+    slow = {item.module for item in items if item.get_closest_marker("slow") is not None}  # type: ignore[attr-defined]
+    items.sort(key=lambda item: item.module not in slow)  # type: ignore[attr-defined]

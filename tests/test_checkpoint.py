@@ -31,6 +31,7 @@ def resumed_runs(tmp_path_factory):
     return directory, saving.stdout + resuming.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", WORKER_CASES)
 def test_fifty_steps_saved_and_fifty_resumed_in_a_new_process_equal_a_hundred_straight(resumed_runs, case):
     resumed_runs, _ = resumed_runs

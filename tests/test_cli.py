@@ -183,6 +183,7 @@ def test_help_shows_defaults_and_examples(capsys):
     assert "--version" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_console_script(tmp_path):
     out = tmp_path / "m.png"
     good = subprocess.run(

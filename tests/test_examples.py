@@ -32,6 +32,7 @@ def test_quadratic_reproduces_the_tutorials_printed_weights(tmp_path):
         assert weight == pytest.approx(0.9983202346112277, rel=1e-15)
 
 
+@pytest.mark.slow
 def test_simulator_figures(tmp_path):
     result = run_example("simulator_figures.py", "--out", tmp_path)
     names = [
@@ -44,6 +45,7 @@ def test_simulator_figures(tmp_path):
     assert "wrote 10 figures" in result.stdout
 
 
+@pytest.mark.slow
 def test_hyperparameter_sweep(tmp_path):
     result = run_example("hyperparameter_sweep.py", "--out", tmp_path, "--steps", "3000")
     assert_drawn_png(tmp_path / "hyperparameter_sweep.png")

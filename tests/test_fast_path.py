@@ -97,6 +97,7 @@ def _hlo(fn, *args):
     return jax.jit(fn).lower(*args).compile().as_text()
 
 
+@pytest.mark.slow
 @pytest.mark.native
 def test_the_baseline_loops_match_the_pure_path(tmp_path, pure_path):
     """The kernel's non-AVX2 loops, forced on this CPU, against the pure-JAX path (1e-6)."""

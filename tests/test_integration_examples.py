@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import nbformat
+import pytest
 from helpers import (
     EXAMPLES,
     assert_drawn_png,
@@ -19,6 +20,7 @@ from test_examples import FINISHED_BAR
 NOTEBOOK = EXAMPLES / "tpu_quickstart.ipynb"
 
 
+@pytest.mark.slow
 def test_flax_nnx_model_learns_the_spirals_with_nnx_optimizer_and_adamjax(tmp_path):
     result = run_example("flax_nnx.py", "--out", str(tmp_path), "--steps", "200")
     first, last, first_accuracy, last_accuracy = map(
@@ -59,6 +61,7 @@ def test_quickstart_notebook_matches_its_generator_and_installs_only_when_missin
     assert f'ADAMJAX = "adamjax @ git+{repository}"' in install, install
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_runs_on_cpu_trains_and_sweeps(monkeypatch):
     with checkout_environment(monkeypatch):  # the kernel inherits this environment
         text, images = execute_notebook(NOTEBOOK, timeout=180)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import nbformat
+import pytest
 from helpers import EXAMPLES, checkout_environment, execute_notebook, load_generator
 
 NOTEBOOK = EXAMPLES / "adam_explained.ipynb"
@@ -32,6 +33,7 @@ def test_notebook_is_committed_with_its_generators_cells_and_outputs():
     assert sum(images for _, images in outputs(committed)) >= 7
 
 
+@pytest.mark.slow
 def test_committed_outputs_are_current_and_answer_the_questions(monkeypatch):
     committed = nbformat.read(NOTEBOOK, as_version=4)
     with checkout_environment(monkeypatch):

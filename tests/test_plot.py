@@ -436,6 +436,7 @@ def test_compare_runs_layout_notes_coinciding_members_and_checks_its_arguments(t
         plot.compare({"sgd": optax.sgd(1e-3)}, signals.sine(30), fields=("denom",))
 
 
+@pytest.mark.slow
 def test_the_family_example_draws_the_comparison_and_shows_its_defaults(tmp_path):
     from helpers import assert_drawn_png, example_help, run_example
 

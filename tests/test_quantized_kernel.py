@@ -494,6 +494,7 @@ def test_the_kernel_refuses_a_codebook_it_cannot_search():
 # ---------------------------------------------------------------- the baseline loops
 
 
+@pytest.mark.slow
 def test_the_baseline_loops_equal_the_pure_path(tmp_path, pure_path):
     """The kernel's non-AVX2 loops, forced on this CPU (ADAMJAX_KERNEL_BASELINE=1), bit for bit."""
     out = tmp_path / "baseline.npz"
@@ -523,6 +524,7 @@ def test_the_baseline_loops_equal_the_pure_path(tmp_path, pure_path):
 # ---------------------------------------------------------------- the benchmark scenario
 
 
+@pytest.mark.slow
 def test_the_benchmark_scenario_prints_its_rows_bytes_and_targets():
     """``benchmarks/suite.py --scenario quantized`` at a small size: the tables and targets, never the timings."""
     suite = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"

@@ -276,6 +276,7 @@ def zero1_split_parameters(name: str) -> list[list[int]]:
     return sorted(list(s) for s in shapes if any(n % ZERO1_SIZE == 0 for n in s))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ZERO1_CASES)
 def test_zero1_splits_every_moment_over_data(zero1, name):
     record = zero1[0]["cases"][name]
@@ -387,6 +388,7 @@ def example_output_numbers(stdout: str) -> dict[str, object]:
     return {"losses": losses, "held": held, "full": full}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("axes", KINDS)
 def test_sharded_training_example_on_8_devices_matches_one_device(axes):
     steps = 40
