@@ -149,6 +149,8 @@ kernel = Extension(
     ],
     depends=[
         "adamjax/_csrc/kernel_common.h",
+        "adamjax/_csrc/loop_entry_points.h",
+        "adamjax/_csrc/avx2_unit.h",
         "adamjax/_csrc/dtypes_impl.h",
         "adamjax/_csrc/adam_kernel_impl.h",
         "adamjax/_csrc/quantized_kernel_impl.h",

@@ -24,6 +24,7 @@ import ctypes
 import functools
 import glob
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -173,6 +174,20 @@ def supports(param_dtype: Any, mu_dtype: Any, nu_dtype: Any) -> bool:
     )
 
 
+def _in_groups(
+    step: Callable[..., tuple[tuple[jax.Array, ...], ...]],
+    columns: tuple[tuple[jax.Array, ...], ...],
+    hyper: jax.Array,
+    results: int,
+    **options: Any,
+) -> tuple[tuple[jax.Array, ...], ...]:
+    """``step`` over :data:`GROUP` arrays at a time, each column cut alike; its ``results`` columns joined."""
+    parts = [
+        step(*(column[i : i + GROUP] for column in columns), hyper, **options) for i in range(0, len(columns[0]), GROUP)
+    ]
+    return tuple(tuple(x for part in parts for x in part[k]) for k in range(results))
+
+
 def ffi_step(
     params: tuple[jax.Array, ...],
     grads: tuple[jax.Array, ...],
@@ -195,20 +210,8 @@ def ffi_step(
     groups of :data:`GROUP`; a group still shares one pass and one thread pool.
     """
     if len(params) > GROUP:
-        parts = [
-            ffi_step(
-                params[i : i + GROUP],
-                grads[i : i + GROUP],
-                mus[i : i + GROUP],
-                nus[i : i + GROUP],
-                hyper,
-                coupled=coupled,
-                decoupled=decoupled,
-                updates=updates,
-            )
-            for i in range(0, len(params), GROUP)
-        ]
-        new_params, new_mus, new_nus = (tuple(x for part in parts for x in part[k]) for k in range(3))
+        flags = {"coupled": coupled, "decoupled": decoupled, "updates": updates}
+        new_params, new_mus, new_nus = _in_groups(ffi_step, (params, grads, mus, nus), hyper, 3, **flags)
         return new_params, new_mus, new_nus
     count = len(params)
     if count == 0:
@@ -254,26 +257,9 @@ def ffi_quantized_step(
     """
     columns = (params, grads, mu_codes, mu_scales, nu_codes, nu_scales)
     if len(params) > GROUP:
-        parts = [
-            ffi_quantized_step(
-                params[i : i + GROUP],
-                grads[i : i + GROUP],
-                mu_codes[i : i + GROUP],
-                mu_scales[i : i + GROUP],
-                nu_codes[i : i + GROUP],
-                nu_scales[i : i + GROUP],
-                hyper,
-                bits=bits,
-                block_size=block_size,
-                mu_map=mu_map,
-                nu_map=nu_map,
-                coupled=coupled,
-                decoupled=decoupled,
-                updates=updates,
-            )
-            for i in range(0, len(params), GROUP)
-        ]
-        return tuple(tuple(x for part in parts for x in part[k]) for k in range(5))
+        flags = {"coupled": coupled, "decoupled": decoupled, "updates": updates}
+        maps = {"bits": bits, "block_size": block_size, "mu_map": mu_map, "nu_map": nu_map}
+        return _in_groups(ffi_quantized_step, columns, hyper, 5, **flags, **maps)
     count = len(params)
     if count == 0:
         return (), (), (), (), ()

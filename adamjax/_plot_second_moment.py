@@ -76,16 +76,11 @@ def suppression(
         grad = _series(run, "grad", None)[span]
         top, bottom = axes[0, column], axes[1, column]
         top.plot(steps, grad, color="0.55", linewidth=1, label=_FIELD_LABELS["grad"])
-        top.plot(
-            steps, _series(run, "mu_hat", None)[span], color="tab:orange", linewidth=2, label=r"running mean $\hat m_t$"
-        )
-        top.plot(
-            steps,
-            _series(run, "denom", None)[span],
-            color="tab:green",
-            linewidth=2,
-            label=r"running RMS $\sqrt{\hat v_t} + \epsilon$",
-        )
+        for field, color, label in (
+            ("mu_hat", "tab:orange", r"running mean $\hat m_t$"),
+            ("denom", "tab:green", r"running RMS $\sqrt{\hat v_t} + \epsilon$"),
+        ):
+            top.plot(steps, _series(run, field, None)[span], color=color, linewidth=2, label=label)
         ratio = float(np.mean(grad) / np.sqrt(np.mean(grad**2)))
         bottom.plot(
             steps,

@@ -182,8 +182,8 @@ def test_python_m_build_makes_an_sdist_and_a_wheel_that_installs_and_runs_the_ke
     with tarfile.open(sdist) as archive:
         sdist_names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     kernel = ("adam_kernel.cc", "adam_loops_baseline.cc", "adam_loops_avx2.cc", "quantized_loops_baseline.cc",
-              "quantized_loops_avx2.cc", "kernel_common.h", "dtypes_impl.h", "adam_kernel_impl.h",
-              "quantized_kernel_impl.h")  # fmt: skip
+              "quantized_loops_avx2.cc", "kernel_common.h", "loop_entry_points.h", "avx2_unit.h",
+              "dtypes_impl.h", "adam_kernel_impl.h", "quantized_kernel_impl.h")  # fmt: skip
     for needed in ("setup.py", "pyproject.toml", "build_support/backend.py", "LICENSE", "CHANGELOG.md",
                    "adamjax/py.typed", *(f"adamjax/_csrc/{name}" for name in kernel)):  # fmt: skip
         assert needed in sdist_names, needed

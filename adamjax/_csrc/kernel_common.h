@@ -139,23 +139,14 @@ using QRangeFn = void (*)(const QPointers&, const QGeometry&, const Codebook&, c
 // A block's new moments wait in a stack buffer of this many floats each.
 constexpr int64_t kStackBlock = 1024;
 
-// The entry points of one instruction set's loops (defined by adam_kernel_impl.h
-// and quantized_kernel_impl.h): the loop for an array's dtypes and flags (nullptr
-// for an unsupported combination), and the nearest-code search on its own. A
-// dtype is the C API's XLA_FFI_DataType, whose values ffi::DataType's are.
+// Each instruction set's entry points, in a namespace of its own.
 namespace baseline {
-RangeFn Pick(XLA_FFI_DataType param, XLA_FFI_DataType mu, XLA_FFI_DataType nu, bool coupled, bool decoupled,
-             bool updates);
-QRangeFn QPick(XLA_FFI_DataType param, int bits, bool fma, bool coupled, bool decoupled, bool updates);
-void NearestCodesOf(const Codebook& book, const float* x, int64_t n, uint8_t* out);
+#include "loop_entry_points.h"
 }  // namespace baseline
 
 #ifdef ADAMJAX_HAVE_AVX2
 namespace avx2 {
-RangeFn Pick(XLA_FFI_DataType param, XLA_FFI_DataType mu, XLA_FFI_DataType nu, bool coupled, bool decoupled,
-             bool updates);
-QRangeFn QPick(XLA_FFI_DataType param, int bits, bool fma, bool coupled, bool decoupled, bool updates);
-void NearestCodesOf(const Codebook& book, const float* x, int64_t n, uint8_t* out);
+#include "loop_entry_points.h"
 }  // namespace avx2
 #endif
 

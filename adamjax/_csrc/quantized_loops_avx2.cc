@@ -1,26 +1,6 @@
-// The quantized step's loops (quantized_kernel_impl.h)
-// compiled for AVX2+FMA, which adam_kernel.cc runs on CPUs that have them.
-// x86-64 GCC and Clang only; elsewhere this file compiles to nothing. One of
-// the kernel's translation units, which the build compiles in parallel
-// (kernel_common.h).
-//
-// kernel_common.h, and with it every standard and FFI header, comes before the
-// pragma: the inline functions and templates those define stay baseline code,
-// so whichever copy of one the linker keeps runs on any CPU. Only what is
-// defined inside the pragma, in namespace avx2, uses AVX2 and FMA.
+// The quantized step's loops (quantized_kernel_impl.h) compiled for AVX2+FMA
+// (avx2_unit.h). One of the kernel's translation units, which the build
+// compiles in parallel (kernel_common.h).
 
-#include "kernel_common.h"
-
-#ifdef ADAMJAX_HAVE_AVX2
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define ADAMJAX_VECTOR_AVX2 1
-namespace adamjax_kernel ADAMJAX_HIDDEN {
-namespace avx2 {
-#include "dtypes_impl.h"
-#include "quantized_kernel_impl.h"
-}  // namespace avx2
-}  // namespace adamjax_kernel
-#undef ADAMJAX_VECTOR_AVX2
-#pragma GCC pop_options
-#endif
+#define ADAMJAX_LOOPS_IMPL "quantized_kernel_impl.h"
+#include "avx2_unit.h"
