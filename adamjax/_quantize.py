@@ -270,16 +270,118 @@ def should_quantize(shape: Sequence[int] | Any, *, min_size: int = MIN_QUANTIZED
     return math.prod(int(d) for d in shape) >= min_size
 
 
-def _nearest_codes(normalized: jax.Array, table: np.ndarray) -> jax.Array:
-    """Index of the nearest table entry; ties go to the lower index."""
-    values = jnp.asarray(table)
-    last = table.shape[0] - 1
-    method = "compare_all" if table.shape[0] <= 16 else "scan"
-    below = jnp.searchsorted(values, normalized, side="right", method=method).astype(jnp.int32) - 1
-    below = jnp.clip(below, 0, last - 1)
+def _search_codes(normalized: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The nearest-code rule, in float32 NumPy: the entry below, or the one above where it is strictly nearer.
+
+    ``below`` is the last entry ``<= x`` (clipped so that ``below + 1`` exists);
+    the code moves up to ``below + 1`` when ``|x - map[below + 1]| < |x - map[below]|``
+    in float32, so an exact tie goes to the lower index. ``_thresholds`` applies
+    it to build the table that ``_nearest_codes`` looks codes up in.
+    """
+    x = np.asarray(normalized, np.float32)
+    below = np.clip(np.searchsorted(table, x, side="right") - 1, 0, table.size - 2)
     above = below + 1
-    take_above = jnp.abs(normalized - values[above]) < jnp.abs(normalized - values[below])
-    return jnp.where(take_above, above, below).astype(jnp.uint8)
+    return np.where(np.abs(x - table[above]) < np.abs(x - table[below]), above, below)
+
+
+def _order_key(x: np.ndarray) -> np.ndarray:
+    """Integers (int64) that compare as the float32 values do (-0 sorts just below +0)."""
+    bits = np.asarray(x, np.float32).view(np.int32).astype(np.int64)
+    return np.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
+
+
+def _float_of_key(key: np.ndarray) -> np.ndarray:
+    key = np.asarray(key, np.int64)
+    return np.where(key >= 0, key, (key ^ 0x7FFFFFFF) & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+
+
+def _thresholds(table: np.ndarray) -> np.ndarray:
+    """Order keys ``t_j`` (j < size - 1): the least float32 whose code is above ``j``.
+
+    The rule's choice only grows with ``x`` (rounding is monotone), so
+    ``code(x) = #{j : key(x) >= t_j}``; each ``t_j`` is found by bisection
+    between ``map[j]`` and ``map[j + 1]`` with the rule itself, ties included.
+    """
+    j = np.arange(table.size - 1)
+    if not np.array_equal(_search_codes(table, table), np.arange(table.size)):
+        raise ValueError("a codebook value is not its own nearest code")
+    lo, hi = _order_key(table[:-1]), _order_key(table[1:])  # code(lo) = j, code(hi) = j + 1
+    while np.any(hi - lo > 1):
+        mid = lo + (hi - lo) // 2
+        above = _search_codes(_float_of_key(mid), table) > j
+        open_ = hi - lo > 1
+        hi = np.where(open_ & above, mid, hi)
+        lo = np.where(open_ & ~above, mid, lo)
+    return hi
+
+
+# A float32 falls in a bucket by its high 16 bits (sign, exponent, 7 mantissa bits). Both
+# codebooks of each size put at most one threshold in a bucket, so one int32 entry per
+# bucket gives the code: `base << 23 | place`, where `place` is where the bucket's
+# threshold lies among its low 16 bits (0 when it holds none), and the code is `base`,
+# less one for a float whose low bits come before the threshold.
+_BUCKET_SHIFT = 16
+_LOW_MASK = (1 << _BUCKET_SHIFT) - 1
+
+
+def _place(low: Any, negative: Any) -> Any:
+    """Where a float lies within its bucket (``low``: its low bits; ``negative``: 0 or 1), rising with it in both signs.
+
+    A negative float's order key falls as its low bits grow, so they are reversed.
+    """
+    return low ^ (negative * 0x7FFFFF)
+
+
+@functools.lru_cache(maxsize=None)
+def _bucket_table(table_bytes: bytes) -> tuple[np.ndarray, int, int]:
+    """``(entries, first, last)``: each bucket's entry, for magnitudes' buckets ``first..last``.
+
+    ``entries`` holds the positive buckets ``first..last`` then the negative
+    ones. Buckets below ``first`` (magnitudes under the smallest threshold's)
+    share ``first``'s entry, and ``last`` is 1.0's bucket (a normalised value
+    is at most 1), so the table is a few thousand entries, not 2^16.
+    """
+    table = np.frombuffer(table_bytes, np.float32)
+    thresholds = _thresholds(table)
+    buckets = np.arange(1 << (32 - _BUCKET_SHIFT), dtype=np.int64)
+    negative = buckets >> (31 - _BUCKET_SHIFT)
+    magnitude = (buckets & 0x7FFF) << _BUCKET_SHIFT
+    key_lo = np.where(negative, -1 - (magnitude | _LOW_MASK), magnitude)
+    key_hi = np.where(negative, -1 - magnitude, magnitude | _LOW_MASK)
+    below = np.searchsorted(thresholds, key_lo, side="right")
+    upto = np.searchsorted(thresholds, key_hi, side="right")
+    if np.any(upto - below > 1):
+        raise ValueError("a codebook's thresholds are too close for 16-bit buckets")
+    threshold_bits = _float_of_key(thresholds).view(np.uint32).astype(np.int64)
+    place = _place(threshold_bits & _LOW_MASK, threshold_bits >> 31)[np.minimum(below, thresholds.size - 1)]
+    entries = np.where(upto > below, ((below + 1) << 23) | place, below << 23)
+    half = 1 << (31 - _BUCKET_SHIFT)
+    positive, negatives = entries[:half], entries[half:]
+    last = int(np.float32(1.0).view(np.int32)) >> _BUCKET_SHIFT
+    first = 0
+    while first < last and positive[first + 1] == positive[0] and negatives[first + 1] == negatives[0]:
+        first += 1
+    # -0 is +0 to the rule (the search compares values): no threshold may lie between them.
+    if negatives[0] >> 23 != positive[0] >> 23 or negatives[0] & 0x7FFFFF or positive[0] & 0x7FFFFF:
+        raise ValueError("a codebook threshold lies at zero")
+    compact = np.concatenate([positive[first : last + 1], negatives[first : last + 1]]).astype(np.int32)
+    return compact, first, last
+
+
+def _nearest_codes(normalized: jax.Array, table: np.ndarray) -> jax.Array:
+    """Index of the nearest table entry (ties to the lower index), as ``uint8``.
+
+    One table lookup per element (``_bucket_table``) instead of a search:
+    the codes are the rule's (``_search_codes``) for every float32.
+    """
+    entries, first, last = _bucket_table(np.asarray(table, np.float32).tobytes())
+    bits = jax.lax.bitcast_convert_type(jnp.asarray(normalized, jnp.float32), jnp.uint32)
+    negative = (bits >> 31).astype(jnp.int32)
+    magnitude = jnp.clip(((bits >> _BUCKET_SHIFT) & 0x7FFF).astype(jnp.int32), first, last) - first
+    entry = jnp.asarray(entries)[magnitude + negative * (last - first + 1)]
+    place = _place((bits & _LOW_MASK).astype(jnp.int32), negative)
+    code = (entry >> 23) - ((entry & 0x7FFFFF) > place).astype(jnp.int32)
+    return code.astype(jnp.uint8)
 
 
 def quantize(x: jax.Array, *, bits: int, signed: bool, block_size: int | None = None) -> QuantizedArray:

@@ -1,7 +1,7 @@
 """Every float32 in [-1, 1] through the quantized kernel's nearest-code search, against the pure path's.
 
 Run as ``python tests/nearest_code_exhaustive.py`` (the loops this CPU runs) or
-with ``ADAMJAX_KERNEL_BASELINE=1`` (the baseline loops); about 3 minutes each
+with ``ADAMJAX_KERNEL_BASELINE=1`` (the baseline loops); about 2 minutes each
 on 2 cores, too long for the suite, which checks the values around every tie
 instead (tests/test_quantized_kernel.py). For each codebook it compares the
 codes of all 2^31 (signed) or 2^30 (unsigned) float32 values of magnitude at

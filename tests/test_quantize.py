@@ -172,6 +172,41 @@ def test_codebook_landmarks():
     assert unsigned4.min() == np.float32(1 / 16), "the 4-bit second-moment map has no zero"
 
 
+def float32_nearest(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The nearest entry with float32 distances, ties to the lower index, by brute force over the codebook."""
+    distances = np.abs(x[:, None].astype(np.float32) - table[None, :].astype(np.float32))
+    return np.argmin(distances, axis=1)  # argmin takes the first of equal distances: the lower index
+
+
+@pytest.mark.parametrize(("bits", "signed"), [(8, True), (8, False), (4, True), (4, False)])
+def test_codes_come_from_one_lookup_and_equal_the_brute_force_nearest_everywhere_it_could_slip(bits, signed):
+    """quantize finds a code with one table lookup (a bucket per float's high 16 bits), not a search.
+
+    Checked against a brute-force float32 argmin where a lookup could go wrong:
+    within 4 units in the last place of every midpoint between neighbouring
+    codebook values (the ties among them), at both ends of every bucket from
+    1e-12 to 1 in both signs, at the codebook values, and at zeros and
+    subnormals (which XLA flushes to zero on the CPU, so they get 0's code).
+    """
+    table = quantization_map(bits, signed)
+    middles = ((table[:-1].astype(np.float64) + table[1:]) / 2).astype(np.float32)
+    near_ties = (middles.view(np.int32)[:, None] + np.arange(-4, 5)[None, :]).astype(np.int32).view(np.float32)
+    high = np.arange(np.float32(1e-12).view(np.int32) >> 16, (np.float32(1.0).view(np.int32) >> 16) + 1)
+    edges = np.concatenate([(high << 16), (high << 16) | 0xFFFF]).astype(np.int32).view(np.float32)
+    edges = edges[edges <= 1.0]
+    points = np.concatenate([near_ties.ravel(), edges, -edges, table, np.float32([0.0, -0.0])])
+    if not signed:
+        points = points[points >= 0]
+    points = np.unique(points)
+    got = np.asarray(jax.jit(lambda x: _quantize._nearest_codes(x, table))(jnp.asarray(points)))
+    np.testing.assert_array_equal(got, float32_nearest(points, table))
+    tiny = np.float32([1e-40, -1e-40, 1e-45]) if signed else np.float32([1e-40, 1e-45])
+    zero_code = float32_nearest(np.float32([0.0]), table)
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda x: _quantize._nearest_codes(x, table))(tiny)), zero_code[0])
+    # The lookup table is small enough to stay in a CPU's first-level cache.
+    assert _quantize._bucket_table(table.tobytes())[0].nbytes <= 24 * 1024
+
+
 # ---------------------------------------------------------------- against the transcription
 
 

@@ -469,17 +469,20 @@ def test_apply_if_finite_skips_a_non_finite_step_leaving_every_code_and_scale(bi
 
 @pytest.mark.parametrize(("bits", "signed"), [(8, True), (8, False), (4, True), (4, False)])
 def test_the_kernels_search_equals_quantizes_next_to_every_tie(bits, signed):
-    """The kernel finds codes through thresholds; here, against the pure path's search itself.
+    """The kernel finds codes through thresholds; here, against the rule they come from and the pure path.
 
     Every float within 32 units in the last place of each midpoint between
-    two codebook values is tried, so the float32 ties (the pure search sends
-    an exact tie to the lower code) are among them, with values spread over
-    [-1, 1] and the codebook values themselves.
+    two codebook values is tried, so the float32 ties (the rule sends an
+    exact tie to the lower code) are among them, with values spread over
+    [-1, 1] and the codebook values themselves. The rule is the float32
+    comparison of the two neighbouring entries (``_quantize._search_codes``,
+    in NumPy); the pure path looks codes up in a table built from it.
     """
     table = _quantize.quantization_map(bits, signed)
     points = baseline_kernel_worker.search_points(table)
-    want = np.asarray(jax.jit(lambda x: _quantize._nearest_codes(x, table))(jnp.asarray(points)))
+    want = _quantize._search_codes(points, table)
     np.testing.assert_array_equal(_native.nearest_codes(table, points), want)
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda x: _quantize._nearest_codes(x, table))(points)), want)
     # Ties exist among the points, and both sides got the lower code.
     lower, upper = table[want.astype(np.int64)], table[np.minimum(want.astype(np.int64) + 1, table.size - 1)]
     ties = np.abs(points - lower) == np.abs(points - upper)

@@ -78,20 +78,22 @@ using RangeFn = void (*)(const Pointers&, const float*, int64_t, int64_t);
 
 // A codebook (the sorted map a code indexes) and what finds the nearest code.
 //
-// The pure path's search (`_quantize._nearest_codes`) takes below = the last
+// The nearest-code rule (`_quantize._search_codes`) takes below = the last
 // entry <= x (clipped to [0, size - 2]) and moves up to below + 1 when
 // |x - map[below + 1]| < |x - map[below]| in float32. That choice only grows
 // with x, so code(x) = the number of thresholds t_j <= x, where t_j is the
 // least float whose code is above j; BuildCodebook finds each t_j by bisection
-// with that very float32 test, so the kernel's codes are the pure path's,
-// ties included. Thresholds are compared as order keys (OrderKey). To count
-// them fast, a float falls in a bucket by its top bits (sign, exponent, the
-// first mantissa bits), fine enough that a bucket holds at most one
-// threshold. The floats of one bucket differ only in their low bits, so one
-// 32-bit entry says it all: with a threshold inside, (base + 1) << 23 | its
-// place among those low bits, and the code is base + 1, less one before the
-// threshold; without, base << 23, and the code is the base. A 16-code map is
-// searched in four bisection steps instead (`levels`).
+// with that very float32 test, as the pure path's `_quantize._thresholds`
+// does, so the kernel's codes are the pure path's, ties included.
+// Thresholds are compared as order keys (OrderKey). To count them fast, a
+// float falls in a bucket by its top bits (sign, exponent, the first mantissa
+// bits), fine enough that a bucket holds at most one threshold (the pure path
+// looks codes up in the same 16-bit buckets, `_quantize._bucket_table`). The
+// floats of one bucket differ only in their low bits, so one 32-bit entry
+// says it all: with a threshold inside, (base + 1) << 23 | its place among
+// those low bits, and the code is base + 1, less one before the threshold;
+// without, base << 23, and the code is the base. A 16-code map is searched in
+// four bisection steps instead (`levels`).
 struct Codebook {
   int size = 0;                       // 16 or 256 codes
   float values[256] = {};             // the map

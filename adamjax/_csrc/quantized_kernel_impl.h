@@ -99,7 +99,7 @@ inline int32_t OrderKey(float x) {
   return bits ^ ((bits >> 31) & 0x7fffffff);
 }
 
-// The code nearest x (|x| <= 1), as `_quantize._nearest_codes` finds it: the
+// The code nearest x (|x| <= 1), as `_quantize._nearest_codes` gives it: the
 // number of thresholds at or below x (Codebook says why that is the same).
 inline int NearestCode(const Codebook& book, float x) {
   uint32_t bits;
