@@ -160,9 +160,12 @@ kernel = Extension(
     # the zero-denominator select (results are unchanged); no -ffast-math, so the
     # arithmetic stays IEEE; no FMA contraction, so `p + (-lr * u)` rounds the
     # step first, exactly as `update` followed by `optax.apply_updates` does.
+    # -g0 overrides the -g of Python's own compiler flags: debug information made
+    # the build a third slower and the library 6 MB.
     extra_compile_args=[
         "-std=c++17",
         "-O3",
+        "-g0",
         "-fno-math-errno",
         "-fno-trapping-math",
         "-ffp-contract=off",
