@@ -332,7 +332,7 @@ def _place(low: Any, negative: Any) -> Any:
     return low ^ (negative * 0x7FFFFF)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bucket_table(table_bytes: bytes) -> tuple[np.ndarray, int, int]:
     """``(entries, first, last)``: each bucket's entry, for magnitudes' buckets ``first..last``.
 
