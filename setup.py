@@ -1,7 +1,8 @@
 """Builds adamjax's optional native CPU kernel (everything else is in pyproject.toml).
 
 The kernel is compiled against the XLA FFI headers of the installed jax
-(``jax.ffi.include_dir()``). Building it is best effort: without jax's headers
+(``jax.ffi.include_dir()``, asked of the environment adamjax installs into
+when pip builds in an isolated one). Building it is best effort: without jax's headers
 or a C++17 compiler the package installs without it and runs its pure-JAX path.
 Either way the build writes ``adamjax/_kernel_build.json`` beside the package,
 which :func:`adamjax.native_status` reads to say why the kernel is absent, and
@@ -29,20 +30,54 @@ RECORD = "_kernel_build.json"
 _REQUIRE_ENV = "ADAMJAX_REQUIRE_NATIVE"
 
 
-def _ffi_headers() -> tuple[str | None, dict[str, object]]:
-    """jax's FFI include directory and what the record says about it, or None and why not."""
+# Run with `python -I`, which leaves out pip's isolated build environment: the jax adamjax is installed beside.
+_INSTALLED_JAX = (
+    "import json, jax, jaxlib;"
+    "print(json.dumps({'jax': jax.__version__, 'jaxlib': jaxlib.__version__, 'include': jax.ffi.include_dir()}))"
+)
+
+
+def _jax_headers() -> tuple[dict[str, str] | None, str]:
+    """The versions and FFI include directory of the jax to build against, or None and why not.
+
+    The jax this process imports comes first (``--no-build-isolation``, or the
+    jax pip put in the isolated build environment); otherwise the jax installed
+    where adamjax is being installed, which the build backend leaves out of the
+    isolated environment (build_support/backend.py).
+    """
+    import subprocess
+
     try:
         import jax
         import jaxlib
+
+        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "include": jax.ffi.include_dir()}, ""
     except ImportError as error:
-        return None, {"reason": f"jax was not importable when adamjax was built ({error})"}
-    include = jax.ffi.include_dir()
+        here = f"jax was not importable when adamjax was built ({error})"
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-I", "-c", _INSTALLED_JAX], capture_output=True, text=True, timeout=120, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return None, f"{here}, nor in the environment it installs into ({error})"
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, f"{here}, nor in the environment it installs into ({last})"
+    return json.loads(probe.stdout), ""
+
+
+def _ffi_headers() -> tuple[str | None, dict[str, object]]:
+    """jax's FFI include directory and what the record says about it, or None and why not."""
+    found, reason = _jax_headers()
+    if found is None:
+        return None, {"reason": reason}
+    include = found["include"]
     c_api = Path(include, "xla", "ffi", "api", "c_api.h")
     if not c_api.exists():
         return None, {"reason": f"jax.ffi.include_dir() ({include}) holds no xla/ffi/api/c_api.h"}
     text = c_api.read_text()
     api = [int(re.search(rf"#define XLA_FFI_API_{part} (\d+)", text).group(1)) for part in ("MAJOR", "MINOR")]
-    return include, {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "ffi_api": api}
+    return include, {"jax": found["jax"], "jaxlib": found["jaxlib"], "ffi_api": api}
 
 
 class _SourceFailed(Exception):

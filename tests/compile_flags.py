@@ -29,9 +29,9 @@ def xla_flags(*flags: str) -> str:
     return " ".join(filter(None, [*flags, FAST_COMPILE_FLAGS]))
 
 
-def smoke_env() -> dict[str, str]:
-    """The environment for a smoke-run subprocess: this one's, with :data:`SMOKE_COMPILE_FLAGS` added."""
-    env = dict(os.environ)
+def smoke_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a smoke-run subprocess: ``base`` (this one's by default) with :data:`SMOKE_COMPILE_FLAGS`."""
+    env = dict(os.environ if base is None else base)
     flags = env.get("XLA_FLAGS", "").split()
     env["XLA_FLAGS"] = " ".join(flags + [f for f in (FAST_COMPILE_FLAGS, SMOKE_COMPILE_FLAGS) if f and f not in flags])
     return env

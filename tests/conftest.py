@@ -30,6 +30,8 @@ if _OWNS_CACHE:
     os.environ["ADAMJAX_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="adamjax-test-xla-cache-")
 _CACHE = os.environ["ADAMJAX_TEST_XLA_CACHE"]
 jax.config.update("jax_compilation_cache_dir", _CACHE)
+# Results a module fixture computes once for the whole run (tests/helpers.py: computed_once), in the same directory.
+os.environ.setdefault("ADAMJAX_TEST_SHARED", os.path.join(_CACHE, "shared"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 

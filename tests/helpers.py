@@ -5,6 +5,7 @@ Kept apart from ``numpy_reference.py``, which must not import adamjax.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import os
@@ -19,6 +20,7 @@ import numpy as np
 import numpy_reference as ref
 import optax
 from matplotlib.image import imread
+from warm_python import WarmPython
 
 import adamjax
 
@@ -40,17 +42,75 @@ def checkout_env(*, drop: tuple[str, ...] = ("JAX_",), **extra: str) -> dict[str
     return env
 
 
-def run_python(*args: Any, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Runs a fresh interpreter on ``args``; fails the test (showing stderr) unless it exits 0."""
-    result = subprocess.run(
-        [sys.executable, *map(str, args)],
-        env=checkout_env() if env is None else env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+_WARM: list[WarmPython] = []  # this test process's fork server, started on first use
+
+
+def warm_server() -> WarmPython | None:
+    """This test process's fork server (``tests/warm_python.py``); None when ``ADAMJAX_TEST_COLD_PYTHON=1``."""
+    if os.environ.get("ADAMJAX_TEST_COLD_PYTHON", "") not in ("", "0"):
+        return None
+    if not _WARM:
+        _WARM.append(WarmPython(checkout_env()))
+        atexit.register(_WARM[0].close)
+    return _WARM[0]
+
+
+def python_run(
+    *args: Any,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 300,
+    fresh: bool = False,
+) -> subprocess.CompletedProcess:
+    """``python *args`` as a fresh interpreter runs it, output captured as text (``subprocess.run``'s result).
+
+    Where the code would run no differently, the interpreter is a child forked
+    from a server that has already imported JAX and the libraries the examples
+    use (``tests/warm_python.py`` says when that holds); otherwise it is a new
+    process. ``fresh=True`` always starts a new process: for code that checks
+    what importing does. ``env`` defaults to :func:`checkout_env`.
+    """
+    argv = [str(arg) for arg in args]
+    env = checkout_env() if env is None else env
+    server = None if fresh else warm_server()
+    if server is not None and server.serves(argv, env):
+        return server.run(argv, env=env, cwd=cwd, timeout=timeout)
+    return subprocess.run([sys.executable, *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def run_python(
+    *args: Any,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 300,
+    fresh: bool = False,
+) -> subprocess.CompletedProcess:
+    """:func:`python_run`, failing the test (showing stderr) unless it exits 0."""
+    result = python_run(*args, env=env, cwd=cwd, timeout=timeout, fresh=fresh)
     assert result.returncode == 0, result.stderr
     return result
+
+
+def computed_once(name: str, compute: Any) -> Path:
+    """The directory ``compute(directory)`` filled, once in this test run however many processes ask.
+
+    pytest-xdist may run a module's tests on both workers, and each then sets up
+    the module's fixtures; a fixture whose work takes seconds (a subprocess on 8
+    simulated devices, say) computes its files here instead: the first worker
+    to ask computes them while holding a lock, the others wait and read them.
+    """
+    import fcntl
+
+    shared = Path(os.environ["ADAMJAX_TEST_SHARED"])
+    shared.mkdir(parents=True, exist_ok=True)
+    directory, done = shared / name, shared / f"{name}.done"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            directory.mkdir(exist_ok=True)
+            compute(directory)
+            done.touch()
+    return directory
 
 
 def run_example(name: str, *args: Any) -> subprocess.CompletedProcess:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from compile_flags import smoke_env
+from helpers import checkout_env, computed_once, python_run
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -18,15 +18,14 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 @pytest.fixture(scope="module")
 def quick_output():
-    result = subprocess.run(
-        [sys.executable, str(SUITE), "--quick", "--scenario", "large-leaf", "--large-log2", "16"]
-        + ["--scenario", "eager-loop"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    def run(out: Path) -> None:
+        result = python_run(
+            SUITE, "--quick", "--scenario", "large-leaf", "--large-log2", "16", "--scenario", "eager-loop", timeout=600
+        )
+        assert result.returncode == 0, result.stderr
+        (out / "stdout.txt").write_text(result.stdout)
+
+    return (computed_once("benchmark-suite-quick", run) / "stdout.txt").read_text()
 
 
 def cells(line: str) -> list[str]:
@@ -159,12 +158,7 @@ def test_which_path_table_is_computed_from_the_rows(quick_output):
 
 def test_memory_table_counts_every_setting_and_xla_agrees():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "memory.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--width", "256", "--layers", "1", "--vocab", "2048"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = python_run(script, "--width", "256", "--layers", "1", "--vocab", "2048", timeout=300)
     assert result.returncode == 0, result.stderr
     rows = {row[0]: row[1:] for row in table_rows(result.stdout, "state", "bytes / parameter (arrays)")}
     assert len(rows) == 6
@@ -213,12 +207,13 @@ def test_roof_past_the_gradient_is_the_floor_plus_the_optimizers_bytes():
 def test_convergence_quick_prints_every_row_and_column_with_finite_numbers(tmp_path):
     script = SUITE.parent / "convergence.py"
     figure = tmp_path / "convergence.png"
-    result = subprocess.run(
-        [sys.executable, str(script), "--quick", "--figure", str(figure)],
-        capture_output=True,
-        text=True,
+    result = python_run(
+        script,
+        "--quick",
+        "--figure",
+        figure,
         timeout=900,
-        env=smoke_env(),  # 24 training steps to compile; the numbers are checked for being finite only
+        env=smoke_env(checkout_env()),  # 24 training steps to compile; the numbers are checked for being finite only
     )
     assert result.returncode == 0, result.stderr
     sys.path.insert(0, str(SUITE.parent))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import numpy_reference as ref
 import pytest
-from helpers import checkout_env
+from helpers import checkout_env, python_run
 from matplotlib.image import imread
 from test_plot import check_figure
 
@@ -186,13 +185,7 @@ def test_help_shows_defaults_and_examples(capsys):
 @pytest.mark.slow
 def test_python_dash_m_and_console_script(tmp_path):
     out = tmp_path / "m.png"
-    good = subprocess.run(
-        [sys.executable, "-m", "adamjax", "simulate", "--signal", "blocks", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=checkout_env(),
-    )
+    good = python_run("-m", "adamjax", "simulate", "--signal", "blocks", "--out", out, timeout=120)
     assert good.returncode == 0, good.stderr
     assert_drawn_png(out)
     script = shutil.which("adamjax")

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import checkout_env
+from helpers import python_run
 
 import adamjax
 import adamjax.nnx
@@ -20,14 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> tuple[Path, list[str], int]:
     out = tmp_path_factory.mktemp("site")
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-        cwd=ROOT,
-        env=checkout_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = python_run("-m", "mkdocs", "build", "--strict", "--site-dir", out, cwd=ROOT, timeout=600)
     warnings = [line for line in result.stderr.splitlines() if line.startswith(("WARNING", "ERROR"))]
     return out, warnings, result.returncode
 

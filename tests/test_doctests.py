@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-from helpers import checkout_env
+from helpers import python_run
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted(p.stem for p in (ROOT / "adamjax").glob("*.py") if p.stem != "__main__")
@@ -46,14 +44,7 @@ def test_every_module_is_examined():
 
 def test_every_docstring_example_passes(tmp_path):
     # One interpreter for every module (importing JAX dominates); each module reported on its own below.
-    result = subprocess.run(
-        [sys.executable, "-c", RUNNER, *MODULES],
-        cwd=tmp_path,  # examples that write files write them here
-        env=checkout_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = python_run("-c", RUNNER, *MODULES, cwd=tmp_path, timeout=600)  # examples that write files write them here
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(result.stdout.split("RESULTS", 1)[1])
     problems = {}

@@ -10,9 +10,6 @@ should be (the compiled HLO names it) and steps aside where it cannot run.
 from __future__ import annotations
 
 import functools
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import baseline_kernel_worker
@@ -22,6 +19,7 @@ import numpy as np
 import numpy_reference as ref
 import optax
 import pytest
+from helpers import checkout_env, run_python
 from jax.example_libraries import optimizers as example_optimizers
 
 import adamjax
@@ -102,9 +100,8 @@ def _hlo(fn, *args):
 def test_the_baseline_loops_match_the_pure_path(tmp_path, pure_path):
     """The kernel's non-AVX2 loops, forced on this CPU, against the pure-JAX path (1e-6)."""
     out = tmp_path / "baseline.npz"
-    env = {**os.environ, "ADAMJAX_KERNEL_BASELINE": "1", "JAX_PLATFORMS": "cpu"}
-    worker = Path(__file__).with_name("baseline_kernel_worker.py")
-    subprocess.run([sys.executable, str(worker), str(out)], check=True, env=env, timeout=300)
+    env = checkout_env(ADAMJAX_KERNEL_BASELINE="1", JAX_PLATFORMS="cpu")
+    run_python(Path(__file__).with_name("baseline_kernel_worker.py"), out, env=env, timeout=300)
     recorded = np.load(out)
     assert str(recorded["isa"]) == "baseline"
     assert adamjax._native.instruction_set() in ("avx2", "baseline")  # this process: the CPU's choice

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import doctest
 import math
-import os
 import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +20,7 @@ import numpy as np
 import optax
 import pytest
 from compile_flags import xla_flags
+from helpers import checkout_env, python_run
 from jax.sharding import AbstractMesh
 from jax.sharding import PartitionSpec as P
 
@@ -501,11 +499,9 @@ print("ok")
 
 @pytest.mark.slow
 def test_codes_sharded_like_the_parameter_need_no_collective_on_8_devices():
-    env = dict(os.environ, XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=8"), JAX_PLATFORMS="cpu")
+    env = checkout_env(XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=8"), JAX_PLATFORMS="cpu")
     root = pathlib.Path(__file__).resolve().parents[1]
-    result = subprocess.run(
-        [sys.executable, "-c", SHARDED_STEP], cwd=root, env=env, capture_output=True, text=True, timeout=600
-    )
+    result = python_run("-c", SHARDED_STEP, cwd=root, env=env, timeout=600)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
 
 

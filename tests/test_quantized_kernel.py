@@ -19,9 +19,6 @@ pass.
 from __future__ import annotations
 
 import functools
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import baseline_kernel_worker
@@ -30,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import checkout_env, python_run, run_python
 from test_quantize import reference_near_tie, unpack
 
 import adamjax
@@ -501,9 +499,8 @@ def test_the_kernel_refuses_a_codebook_it_cannot_search():
 def test_the_baseline_loops_equal_the_pure_path(tmp_path, pure_path):
     """The kernel's non-AVX2 loops, forced on this CPU (ADAMJAX_KERNEL_BASELINE=1), bit for bit."""
     out = tmp_path / "baseline.npz"
-    env = {**os.environ, "ADAMJAX_KERNEL_BASELINE": "1", "JAX_PLATFORMS": "cpu"}
-    worker = Path(__file__).with_name("baseline_kernel_worker.py")
-    subprocess.run([sys.executable, str(worker), str(out), "quantized"], check=True, env=env, timeout=600)
+    env = checkout_env(ADAMJAX_KERNEL_BASELINE="1", JAX_PLATFORMS="cpu")
+    run_python(Path(__file__).with_name("baseline_kernel_worker.py"), out, "quantized", env=env, timeout=600)
     recorded = np.load(out)
     assert str(recorded["isa"]) == "baseline"
     for bits in (8, 4):
@@ -531,8 +528,7 @@ def test_the_baseline_loops_equal_the_pure_path(tmp_path, pure_path):
 def test_the_benchmark_scenario_prints_its_rows_bytes_and_targets():
     """``benchmarks/suite.py --scenario quantized`` at a small size: the tables and targets, never the timings."""
     suite = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
-    command = [sys.executable, str(suite), "--quick", "--scenario", "quantized", "--large-log2", "16", "--rounds", "1"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    result = python_run(suite, "--quick", "--scenario", "quantized", "--large-log2", "16", "--rounds", "1", timeout=600)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "adamjax.native_status for 8 bits: fused: apply_step runs the native kernel" in out

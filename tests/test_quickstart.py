@@ -6,26 +6,16 @@ x64 and strict-promotion settings.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers import python_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_example(name: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / name)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    result = python_run(ROOT / "examples" / name, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -8,12 +8,10 @@ run them.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import checkout_env
+from helpers import checkout_env, python_run
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -25,9 +23,7 @@ def python_blocks(text: str) -> list[str]:
 
 
 def run_snippet(code: str, cwd: Path) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=cwd, env=checkout_env(), capture_output=True, text=True, timeout=300
-    )
+    result = python_run("-c", code, cwd=cwd, env=checkout_env(), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

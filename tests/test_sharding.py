@@ -26,7 +26,7 @@ import pytest
 import sharding_worker as worker
 import zero1_worker
 from compile_flags import xla_flags
-from helpers import EXAMPLES, checkout_env, run_python
+from helpers import EXAMPLES, checkout_env, computed_once, run_python
 from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 
 import adamjax
@@ -43,9 +43,8 @@ def run_on_8_cpu_devices(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def reported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sharding")
-    run_on_8_cpu_devices(str(Path(worker.__file__)), str(out))
+def reported():
+    out = computed_once("sharding", lambda out: run_on_8_cpu_devices(str(Path(worker.__file__)), str(out)))
     with np.load(out / "arrays.npz") as arrays:
         return json.loads((out / "results.json").read_text()), dict(arrays)
 
@@ -237,9 +236,8 @@ def test_shard_state_over_on_a_one_device_mesh_and_its_errors():
 
 
 @pytest.fixture(scope="module")
-def zero1(tmp_path_factory):
-    out = tmp_path_factory.mktemp("zero1")
-    run_on_8_cpu_devices(str(Path(zero1_worker.__file__)), str(out))
+def zero1():
+    out = computed_once("zero1", lambda out: run_on_8_cpu_devices(str(Path(zero1_worker.__file__)), str(out)))
     with np.load(out / "arrays.npz") as arrays:
         return json.loads((out / "results.json").read_text()), dict(arrays)
 
