@@ -21,11 +21,11 @@ from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403  (the PEP 517 hooks this backend does not change)
 
 _FLOOR = "jax>=0.10.0"  # keep in sync with [project] dependencies
-_PROBE = "import jax, jaxlib; jax.ffi.include_dir()"
+_PROBE = "import importlib.metadata as m; m.version('jax'), m.version('jaxlib')"  # installed, without importing jax
 
 
 def _jax_requirement() -> list[str]:
-    """Nothing where the target environment has a jax with FFI headers; otherwise the package's jax floor."""
+    """Nothing where the target environment has jax and jaxlib installed; otherwise the package's jax floor."""
     try:
         probe = subprocess.run(
             [sys.executable, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=120, check=False

@@ -46,13 +46,20 @@ _WARM: list[WarmPython] = []  # this test process's fork server, started on firs
 
 
 def warm_server() -> WarmPython | None:
-    """This test process's fork server (``tests/warm_python.py``); None when ``ADAMJAX_TEST_COLD_PYTHON=1``."""
+    """This test process's fork server (``tests/warm_python.py``); None when ``ADAMJAX_TEST_COLD_PYTHON=1``.
+
+    It starts at once and imports in the background; the first run waits for it.
+    """
     if os.environ.get("ADAMJAX_TEST_COLD_PYTHON", "") not in ("", "0"):
         return None
     if not _WARM:
         _WARM.append(WarmPython(checkout_env()))
         atexit.register(_WARM[0].close)
     return _WARM[0]
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # the whole suite: start importing while the tests are collected
+    warm_server()
 
 
 def python_run(

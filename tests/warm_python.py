@@ -216,7 +216,14 @@ class WarmPython:
         assert self._server.stdout is not None
         self._replies = self._server.stdout.fileno()
         self._pending = b""
-        self._env: dict[str, str] = self._reply(None)["env"]
+        self._started: dict[str, str] | None = None  # the server's environment, once it says it is ready
+
+    @property
+    def _env(self) -> dict[str, str]:
+        """The server's environment; the first call waits until its imports are done."""
+        if self._started is None:
+            self._started = self._reply(None)["env"]
+        return self._started
 
     def _reply(self, timeout: float | None) -> dict[str, Any]:
         """The server's next reply, or ``{}`` when ``timeout`` seconds pass first."""
@@ -252,6 +259,7 @@ class WarmPython:
     ) -> subprocess.CompletedProcess:
         """``python *argv`` in a forked child; the output is captured as text, as ``capture_output=True, text=True``."""
         assert self._server.stdin is not None and self._server.stdout is not None
+        assert self._env  # ready
         with tempfile.TemporaryDirectory(prefix="adamjax-warm-") as scratch:
             out, err = Path(scratch, "stdout"), Path(scratch, "stderr")
             request = {"argv": argv, "env": env, "cwd": str(cwd or os.getcwd()), "stdout": str(out), "stderr": str(err)}
