@@ -25,7 +25,11 @@ start: an environment variable read at import time differs (everything but
 :data:`READ_LATER` and ``JAX_PLATFORMS``, which is applied through
 ``jax.config``), or the arguments are not ``-c``, ``-m`` or a script. Tests that
 check what importing does (for instance that adamjax does not import
-matplotlib) start a real interpreter themselves.
+matplotlib) start a real interpreter themselves. One thing is added: a child
+whose environment names the suite's compilation cache (``ADAMJAX_TEST_XLA_CACHE``,
+tests/conftest.py) compiles through it, so the examples and snippets that
+compile the same programs compile them once; a hit returns the executable XLA
+would have compiled.
 """
 
 from __future__ import annotations
@@ -136,6 +140,11 @@ def _child(request: dict[str, Any], channel: int) -> None:
         for variable, option in APPLIED.items():
             if variable in request["env"]:
                 jax.config.update(option, request["env"][variable])
+        cache = request["env"].get("ADAMJAX_TEST_XLA_CACHE")
+        if cache:  # the suite's compilation cache (tests/conftest.py): results are the same, compiles are shared
+            jax.config.update("jax_compilation_cache_dir", cache)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
         try:
             _run_as_python(request["argv"])
             code = 0
