@@ -183,7 +183,12 @@ def _serve() -> None:
     channel = os.dup(1)  # replies go here; anything printed on standard output goes to standard error
     os.dup2(2, 1)
     for name in PRELOAD:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except (
+            ImportError
+        ):  # not installed (a minimal or older environment): the child imports it as a new process would
+            pass
     from jax._src import xla_bridge
 
     assert not xla_bridge._backends, "importing the preloaded modules started a JAX backend"
@@ -249,17 +254,23 @@ class WarmPython:
 
     def serves(self, argv: list[str], env: dict[str, str]) -> bool:
         """Whether a forked child runs ``python *argv`` with ``env`` exactly as a fresh interpreter would."""
-        if self._server.poll() is not None or not argv:
+        if not argv:
+            return False
+        try:
+            server_env = self._env
+        except RuntimeError:  # the server could not start: every run takes a new process
+            return False
+        if self._server.poll() is not None:
             return False
         if argv[0] in ("-c", "-m"):
             if len(argv) < 2:
                 return False
         elif argv[0].startswith("-"):
             return False
-        for key in set(env) | set(self._env):
-            if env.get(key) == self._env.get(key) or key in READ_LATER:
+        for key in set(env) | set(server_env):
+            if env.get(key) == server_env.get(key) or key in READ_LATER:
                 continue
-            if key not in APPLIED or key in self._env:
+            if key not in APPLIED or key in server_env:
                 return False
         return True
 
