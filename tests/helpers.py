@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib.util
 import os
 import subprocess
@@ -68,6 +69,7 @@ def python_run(
     cwd: str | Path | None = None,
     timeout: float = 300,
     fresh: bool = False,
+    check: bool = False,
 ) -> subprocess.CompletedProcess:
     """``python *args`` as a fresh interpreter runs it, output captured as text (``subprocess.run``'s result).
 
@@ -75,27 +77,24 @@ def python_run(
     from a server that has already imported JAX and the libraries the examples
     use (``tests/warm_python.py`` says when that holds); otherwise it is a new
     process. ``fresh=True`` always starts a new process: for code that checks
-    what importing does. ``env`` defaults to :func:`checkout_env`.
+    what importing does. ``check=True`` fails the test (showing stderr) unless
+    it exits 0. ``env`` defaults to :func:`checkout_env`.
     """
     argv = [str(arg) for arg in args]
     env = checkout_env() if env is None else env
     server = None if fresh else warm_server()
     if server is not None and server.serves(argv, env):
-        return server.run(argv, env=env, cwd=cwd, timeout=timeout)
-    return subprocess.run([sys.executable, *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
-def run_python(
-    *args: Any,
-    env: dict[str, str] | None = None,
-    cwd: str | Path | None = None,
-    timeout: float = 300,
-    fresh: bool = False,
-) -> subprocess.CompletedProcess:
-    """:func:`python_run`, failing the test (showing stderr) unless it exits 0."""
-    result = python_run(*args, env=env, cwd=cwd, timeout=timeout, fresh=fresh)
-    assert result.returncode == 0, result.stderr
+        result = server.run(argv, env=env, cwd=cwd, timeout=timeout)
+    else:
+        result = subprocess.run(
+            [sys.executable, *argv], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+        )
+    assert not check or result.returncode == 0, result.stderr
     return result
+
+
+# python_run that fails the test unless the interpreter exits 0.
+run_python = functools.partial(python_run, check=True)
 
 
 def computed_once(name: str, compute: Any) -> Path:

@@ -8,11 +8,12 @@ threads and ``atexit`` at the end, the exit status, the output and the traceback
 
 from __future__ import annotations
 
-import os
+import atexit
 import subprocess
 
 import pytest
-from helpers import checkout_env, python_run, warm_server
+from helpers import checkout_env, python_run
+from warm_python import WarmPython
 
 PROBE = """
 import atexit, json, os, sys, threading, time
@@ -24,21 +25,27 @@ atexit.register(lambda: print("atexit ran"))
 threading.Thread(target=lambda: (time.sleep(0.2), print("thread joined"))).start()
 """
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("ADAMJAX_TEST_COLD_PYTHON", "") not in ("", "0"), reason="ADAMJAX_TEST_COLD_PYTHON=1: no fork server"
-)
+_SERVER: list[WarmPython] = []
 
 
-def server():
-    found = warm_server()
-    assert found is not None
-    return found
+def server() -> WarmPython:
+    """A fork server of this module's own, so these checks run whether or not the suite uses one."""
+    if not _SERVER:
+        _SERVER.append(WarmPython(checkout_env()))
+        atexit.register(_SERVER[0].close)
+    return _SERVER[0]
+
+
+def warm(*args, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    """``python *args`` in a child forked from the server."""
+    argv, env = [str(arg) for arg in args], env or checkout_env()
+    assert server().serves(argv, env)
+    return server().run(argv, env=env, cwd=cwd, timeout=timeout)
 
 
 def both(*args, **kwargs) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
     """``python *args`` forked from the server and in a new process."""
-    assert server().serves([str(arg) for arg in args], kwargs.get("env") or checkout_env())
-    return python_run(*args, **kwargs), python_run(*args, **kwargs, fresh=True)
+    return warm(*args, **kwargs), python_run(*args, **kwargs, fresh=True)
 
 
 @pytest.mark.parametrize("mode", ["-c", "script", "-m"])
@@ -72,7 +79,7 @@ def test_a_variable_read_at_import_an_unknown_one_or_another_path_starts_a_new_i
     assert not server().serves(["-c", "pass"], checkout_env(SOME_LIBRARY_SETTING="1"))
     env = checkout_env(JAX_ENABLE_X64="1")
     assert not server().serves(["-c", "pass"], env)
-    assert python_run("-c", "import jax; print(jax.config.jax_enable_x64)", env=env).stdout == "True\n"
+    assert python_run("-c", "import jax; print(jax.config.jax_enable_x64)", env=env).stdout == "True\n"  # a new one
     env = checkout_env()
     env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
     assert not server().serves(["-c", "pass"], env)
@@ -80,11 +87,11 @@ def test_a_variable_read_at_import_an_unknown_one_or_another_path_starts_a_new_i
 
 def test_a_timeout_ends_the_child_and_raises():
     with pytest.raises(subprocess.TimeoutExpired):
-        python_run("-c", "import time; time.sleep(60)", timeout=1)
-    assert python_run("-c", "print('next')").stdout == "next\n"  # the server goes on
+        warm("-c", "import time; time.sleep(60)", timeout=1)
+    assert warm("-c", "print('next')").stdout == "next\n"  # the server goes on
 
 
 def test_the_child_starts_with_the_servers_imports_and_a_new_process_without():
     code = "import sys; print('jax' in sys.modules)"
-    assert python_run("-c", code).stdout == "True\n"
+    assert warm("-c", code).stdout == "True\n"
     assert python_run("-c", code, fresh=True).stdout == "False\n"
