@@ -62,8 +62,15 @@ def test_declared_dependencies_are_imported_and_chex_is_gone():
 
 def test_the_build_backend_asks_for_no_jax_where_jax_is_installed_and_for_the_floor_where_not(monkeypatch):
     backend = _load_backend()
-    for requires in (backend.get_requires_for_build_wheel(), backend.get_requires_for_build_editable()):
-        assert not [r for r in requires if r.startswith(("jax", "jaxlib"))], requires  # setup.py uses the installed one
+    # setuptools runs setup.py in this process, and distutils adds PLAT to os.environ; the environment is put back,
+    # so that later subprocesses see the suite's (a variable of its own sends them to a new interpreter).
+    environment = dict(os.environ)
+    try:
+        for requires in (backend.get_requires_for_build_wheel(), backend.get_requires_for_build_editable()):
+            assert not [r for r in requires if r.startswith(("jax", "jaxlib"))], requires  # the installed jax
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
     # Where pip installs into an environment without jax, the floor (which pip resolves to the newest).
     monkeypatch.setattr(backend, "_PROBE", "import no_such_module_here")
     assert backend._jax_requirement() == [backend._FLOOR]
