@@ -3,7 +3,8 @@
 XLA's CPU compiler is most of the suite's time (thousands of small programs,
 about 40 ms each). Emitting fusions with XLA's older elemental emitter halves
 it; the HLO passes are the same and the suite's results agree with XLA's
-defaults (``ADAMJAX_TEST_DEFAULT_XLA=1`` runs the suite with those). Lowering
+defaults (``ADAMJAX_TEST_DEFAULT_XLA=1`` runs the suite with those, and with
+JAX's default debug locations, :data:`FAST_LOWERING_ENV`). Lowering
 LLVM's optimisation level would save a little more but changes the order of
 vectorised reductions, and with it the last bits of a global norm.
 """
@@ -21,6 +22,16 @@ FAST_COMPILE_FLAGS = (
 # HLO, and so what every program computes, is the same; only the machine code is less optimised.
 SMOKE_COMPILE_FLAGS = (
     "--xla_backend_optimization_level=0" if os.environ.get("ADAMJAX_TEST_DEFAULT_XLA", "") in ("", "0") else ""
+)
+
+
+# JAX's setting for the same end, in the test processes (tests/conftest.py) and, through the
+# environment, in the suite's subprocesses (tests/helpers.py: checkout_env): no Python stack
+# frames in each program's debug locations. Building them took about a sixth of lowering and
+# of XLA's compile; the compiled programs are the same without them (only the HLO's
+# source-location metadata differs).
+FAST_LOWERING_ENV = (
+    {"JAX_TRACEBACK_IN_LOCATIONS_LIMIT": "0"} if os.environ.get("ADAMJAX_TEST_DEFAULT_XLA", "") in ("", "0") else {}
 )
 
 

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 
-from compile_flags import FAST_COMPILE_FLAGS
+from compile_flags import FAST_COMPILE_FLAGS, FAST_LOWERING_ENV
 
 # Before JAX starts a backend; subprocesses inherit them (tests/compile_flags.py says why).
 if FAST_COMPILE_FLAGS and FAST_COMPILE_FLAGS not in os.environ.get("XLA_FLAGS", ""):
@@ -20,10 +20,9 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
-# No Python stack frames in the programs' debug locations: building them was about a sixth of
-# lowering and of XLA's compile time here, and the compiled programs are the same without them
-# (only the HLO's source-location metadata differs).
-jax.config.update("jax_traceback_in_locations_limit", 0)
+# No Python stack frames in the programs' debug locations (tests/compile_flags.py says why).
+if FAST_LOWERING_ENV:
+    jax.config.update("jax_traceback_in_locations_limit", int(FAST_LOWERING_ENV["JAX_TRACEBACK_IN_LOCATIONS_LIMIT"]))
 
 # One compilation cache for this run's pytest processes: parametrized cases compile many
 # identical programs, and a hit skips XLA. The controlling process names a new, empty

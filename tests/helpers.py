@@ -20,6 +20,7 @@ import nbformat
 import numpy as np
 import numpy_reference as ref
 import optax
+from compile_flags import FAST_LOWERING_ENV
 from matplotlib.image import imread
 from warm_python import WarmPython
 
@@ -35,10 +36,12 @@ def checkout_env(*, drop: tuple[str, ...] = ("JAX_",), **extra: str) -> dict[str
     """This process's environment with the repository first on PYTHONPATH.
 
     Variables starting with ``drop`` are removed (the suite's JAX settings
-    must not leak into a fresh interpreter); ``extra`` is set last.
+    must not leak into a fresh interpreter), but for the one that only
+    shortens compiles (``compile_flags.FAST_LOWERING_ENV``); ``extra`` is set last.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(FAST_LOWERING_ENV)
     env.update(extra)
     return env
 
@@ -202,10 +205,11 @@ def execute_notebook(notebook: Path, timeout: int) -> tuple[str, list]:
 @contextlib.contextmanager
 def checkout_environment(monkeypatch: Any):
     """Sets :func:`checkout_env` in this process (for a notebook kernel to inherit)."""
-    for key, value in checkout_env().items():
-        monkeypatch.setenv(key, value)
-    for key in [k for k in os.environ if k.startswith("JAX_")]:
+    env = checkout_env()
+    for key in [k for k in os.environ if k not in env]:
         monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     yield
 
 
