@@ -172,7 +172,7 @@ assert "adamjax_adam_step" in step.lower(grads, tx.init(params), params).compile
 new, _ = step(grads, tx.init(params), params)
 updates, _ = reference.update(grads, reference.init(params), params)
 np.testing.assert_allclose(new["w"], optax.apply_updates(params, updates)["w"], rtol=1e-6, atol=1e-7)
-print("smoke ok", adamjax.__version__, adamjax.__file__)
+print("smoke ok", adamjax.__version__, adamjax.__file__, "jax", jax.__version__)
 """
 
 
@@ -217,14 +217,21 @@ def test_python_m_build_makes_an_sdist_and_a_wheel_that_installs_and_runs_the_ke
     assert record["built"] is True and record["jaxlib"] == jaxlib.__version__
     assert "Requires-Dist: jax>=0.10.0" in metadata and "chex" not in metadata
 
+    # A fresh virtualenv that sees this environment's packages (jax, and the pip that installs into it), whether or
+    # not this environment is itself a virtualenv (.ci/floors.sh runs the suite in one), and no pip of its own
+    # (ensurepip took 3 s). A path file adds them after the venv's own site-packages, without running their path
+    # files, so the checkout's editable install stays out of it.
     venv = tmp_path / "venv"
-    # Without a pip of its own (ensurepip took 3 s): the venv's python runs the pip it sees beside jax, installing here.
-    assert _run(sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", venv).returncode == 0
+    assert _run(sys.executable, "-m", "venv", "--without-pip", venv).returncode == 0
     python = venv / "bin" / "python"
+    purelib = _run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").stdout.strip()
+    outer = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    (Path(purelib) / "_test_environment.pth").write_text("\n".join(outer) + "\n")
     installed = _run(python, "-m", "pip", "install", "--no-deps", "--no-index", wheel, env=env)
     assert installed.returncode == 0, installed.stderr[-2000:]
     smoke = _run(python, "-c", SMOKE, env=env, cwd=tmp_path)
     assert smoke.returncode == 0 and f"smoke ok {version}" in smoke.stdout, smoke.stderr[-3000:]
+    assert smoke.stdout.split()[-1] == jax.__version__, smoke.stdout  # the jax the wheel was built against
     cli = _run(venv / "bin" / "adamjax", "--help", env=env, cwd=tmp_path)
     assert cli.returncode == 0 and "simulate" in cli.stdout, cli.stderr
     assert os.path.exists(venv / "lib") and "site-packages" in smoke.stdout, smoke.stdout
