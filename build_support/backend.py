@@ -7,7 +7,7 @@ So this backend looks at the environment pip installs into (``python -I``
 ignores the isolated environment's path). Where jax is installed there, it asks
 for no jax at all: setup.py reads that jax's headers (``jax.ffi.include_dir()``,
 asked the same way), so nothing is downloaded or installed for the build.
-Without jax there, it asks for ``jax>=0.10.0``, the same newest jax pip then
+Without jax there, it asks for ``jax>=0.10.1``, the same newest jax pip then
 installs to run adamjax, and setup.py uses the copy in the build environment.
 ``pip install --no-build-isolation`` skips all this and uses the installed jax.
 """
@@ -20,7 +20,7 @@ import sys
 from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403  (the PEP 517 hooks this backend does not change)
 
-_FLOOR = "jax>=0.10.0"  # keep in sync with [project] dependencies
+_FLOOR = "jax>=0.10.1"  # keep in sync with [project] dependencies
 _PROBE = "import importlib.metadata as m; m.version('jax'), m.version('jaxlib')"  # installed, without importing jax
 
 

@@ -47,6 +47,15 @@ def _timings_masked(text: str) -> str:
     return re.sub(r"\b(adamjax|jax|jaxlib|optax) \d+\.\d+\.\d+", r"\1 <version>", text)
 
 
+def _jax_version(text: str) -> str:
+    return re.search(r"\bjax (\d+\.\d+\.\d+)", text).group(1)
+
+
+def _numbers_masked(text: str) -> str:
+    """:func:`_timings_masked`, and every printed loss too (``<x>``)."""
+    return re.sub(r"loss [\d.e+-]+", "loss <x>", _timings_masked(text))
+
+
 def test_quickstart_notebook_matches_its_generator_and_installs_only_when_missing():
     committed = assert_notebook_matches_generator(NOTEBOOK, "_make_tpu_quickstart.py")
     install = next(c.source for c in committed.cells if c.cell_type == "code")
@@ -74,7 +83,10 @@ def test_quickstart_notebook_runs_on_cpu_trains_and_sweeps(monkeypatch):
         for o in c.outputs
         if o.output_type == "stream"
     )
-    assert _timings_masked(committed_text) == _timings_masked(text), "the committed outputs are stale"
+    if _jax_version(committed_text) == _jax_version(text):
+        assert _timings_masked(committed_text) == _timings_masked(text), "the committed outputs are stale"
+    else:  # another XLA: the sweep's tiny final losses differ in their digits; the text around them may not
+        assert _numbers_masked(committed_text) == _numbers_masked(text), "the committed outputs are stale"
     assert sum("image/png" in o.get("data", {}) for c in committed.cells for o in c.get("outputs", [])) == len(images)
     assert "backend: cpu" in text
     assert not re.search(r"(?i)successfully installed|collecting adamjax", text)  # the install was skipped

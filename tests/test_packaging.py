@@ -60,6 +60,16 @@ def test_declared_dependencies_are_imported_and_chex_is_gone():
     assert not re.search(r"^\s*(import|from) chex\b", sources, flags=re.M)
 
 
+def test_the_floors_script_installs_the_declared_floors():
+    """.ci/floors.sh pins each floor pyproject.toml declares (jax's also for jaxlib), so its run shows them true."""
+    pinned = dict(re.findall(r'"([a-z-]+)==([\d.]+)"', (ROOT / ".ci" / "floors.sh").read_text()))
+    declared = dict(re.findall(r'"(jax|optax|flax|orbax-checkpoint)>=([\d.]+)"', PYPROJECT))
+    assert set(declared) == {"jax", "optax", "flax", "orbax-checkpoint"}, declared
+    for name, floor in declared.items():
+        assert [int(p) for p in pinned[name].split(".")[: floor.count(".") + 1]] == [int(p) for p in floor.split(".")]
+    assert pinned["jaxlib"] == pinned["jax"]
+
+
 def test_the_build_backend_asks_for_no_jax_where_jax_is_installed_and_for_the_floor_where_not(monkeypatch):
     backend = _load_backend()
     # setuptools runs setup.py in this process, and distutils adds PLAT to os.environ; the environment is put back,
@@ -215,7 +225,7 @@ def test_python_m_build_makes_an_sdist_and_a_wheel_that_installs_and_runs_the_ke
     assert [n for n in wheel_names if re.fullmatch(r"adamjax/_adam_kernel[^/]*\.so", n)], wheel_names
     assert {"adamjax/py.typed", f"adamjax-{version}.dist-info/licenses/LICENSE"} <= wheel_names
     assert record["built"] is True and record["jaxlib"] == jaxlib.__version__
-    assert "Requires-Dist: jax>=0.10.0" in metadata and "chex" not in metadata
+    assert "Requires-Dist: jax>=0.10.1" in metadata and "chex" not in metadata
 
     # A fresh virtualenv that sees this environment's packages (jax, and the pip that installs into it), whether or
     # not this environment is itself a virtualenv (.ci/floors.sh runs the suite in one), and no pip of its own
