@@ -8,9 +8,18 @@ adamjax an error rather than a quiet change of precision.
 
 import os
 import shutil
+import sys
 import tempfile
 
 from compile_flags import FAST_COMPILE_FLAGS, FAST_LOWERING_ENV
+
+# Bytecode is written during the run even where PYTHONDONTWRITEBYTECODE is set (CI machines set it):
+# otherwise each of the run's Python processes (the xdist workers, the kernels, scripts and
+# pytest runs the tests start) compiles adamjax and the test modules from source again, and
+# each pytest process rewrites every test module's asserts anew, 3 s of collection per worker.
+# The files go to the __pycache__ folders git ignores, as in any Python project.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 # Before JAX starts a backend; subprocesses inherit them (tests/compile_flags.py says why).
 if FAST_COMPILE_FLAGS and FAST_COMPILE_FLAGS not in os.environ.get("XLA_FLAGS", ""):

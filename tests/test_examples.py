@@ -86,11 +86,16 @@ print(json.dumps(helps))
 """
 
 
+def _written() -> dict[Path, int]:
+    """The examples folder's entries and their modification times, but Python's bytecode cache."""
+    return {p: p.stat().st_mtime_ns for p in EXAMPLES.iterdir() if p.name != "__pycache__"}
+
+
 @pytest.fixture(scope="module")
 def helps():
-    before = {p: p.stat().st_mtime_ns for p in EXAMPLES.iterdir()}
+    before = _written()
     result = run_python("-c", HELP_DRIVER, *(str(EXAMPLES / script) for script in SCRIPTS))
-    assert {p: p.stat().st_mtime_ns for p in EXAMPLES.iterdir()} == before, "--help wrote files"
+    assert _written() == before, "--help wrote files"
     return {Path(path).name: value for path, value in json.loads(result.stdout.splitlines()[-1]).items()}
 
 
