@@ -4,7 +4,8 @@ XLA's CPU compiler is most of the suite's time (thousands of small programs,
 about 40 ms each). Emitting fusions with XLA's older elemental emitter halves
 it; the HLO passes are the same and the suite's results agree with XLA's
 defaults (``ADAMJAX_TEST_DEFAULT_XLA=1`` runs the suite with those, and with
-JAX's default debug locations, :data:`FAST_LOWERING_ENV`). Lowering
+JAX's default debug locations, :data:`FAST_LOWERING_ENV`, and a new MLIR
+context for each lowering, ``tests/shared_ir_context.py``). Lowering
 LLVM's optimisation level would save a little more but changes the order of
 vectorised reductions, and with it the last bits of a global norm.
 """

@@ -26,12 +26,15 @@ if FAST_COMPILE_FLAGS and FAST_COMPILE_FLAGS not in os.environ.get("XLA_FLAGS", 
     os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), FAST_COMPILE_FLAGS]))
 
 import jax  # noqa: E402
+import shared_ir_context  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 # No Python stack frames in the programs' debug locations (tests/compile_flags.py says why).
 if FAST_LOWERING_ENV:
     jax.config.update("jax_traceback_in_locations_limit", int(FAST_LOWERING_ENV["JAX_TRACEBACK_IN_LOCATIONS_LIMIT"]))
+# One MLIR context per thread for the lowerings, not one each (tests/shared_ir_context.py says why).
+shared_ir_context.install()
 
 # One compilation cache for this run's pytest processes: parametrized cases compile many
 # identical programs, and a hit skips XLA. The controlling process names a new, empty

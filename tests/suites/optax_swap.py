@@ -12,6 +12,8 @@ modules the optax wheel installs (nothing of them is copied here). It
   modules overwrites when imported (``pytest_collection_finish``);
 * makes ``jax.__version__`` compare as a release, so that optax's
   version-gated sharding tests run (see ``_Version``);
+* lowers with one MLIR context per thread, as the suite's own processes do
+  (``tests/shared_ir_context.py``);
 * writes ``{node id and parameters: outcome}`` to the JSON file named by ``ADAMJAX_SWAP_REPORT``.
 
 The optax tests look the factories up by module attribute, so the swap has
@@ -21,10 +23,12 @@ to patch optax's private modules; this is test-only and never done by adamjax.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
 import os
 import re
+from pathlib import Path
 
 import adamjax
 
@@ -91,6 +95,17 @@ def pytest_configure(config) -> None:
     import jax
 
     jax.__version__ = _Version(jax.__version__)
+    _shared_ir_context().install()
+
+
+def _shared_ir_context():
+    """The suite's ``tests/shared_ir_context.py`` (one MLIR context per thread), imported from its path."""
+    spec = importlib.util.spec_from_file_location(
+        "shared_ir_context", Path(__file__).resolve().parents[1] / "shared_ir_context.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 _NAMED = re.compile(r"_(?:" + "|".join(FAMILY) + r")$")
