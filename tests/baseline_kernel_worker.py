@@ -22,9 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import shared_ir_context
 
 import adamjax
 from adamjax import _native
+
+shared_ir_context.install()  # one MLIR context per thread, as in the test processes
 
 STEPS = 6
 SIZES = (70_001, 37, 5, 1)

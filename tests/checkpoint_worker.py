@@ -23,9 +23,12 @@ jax.config.update("jax_enable_x64", True)  # the float64 case needs it; the othe
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+import shared_ir_context  # noqa: E402
 
 import adamjax  # noqa: E402
 from adamjax import optimizers  # noqa: E402
+
+shared_ir_context.install()  # one MLIR context per thread, as in the test processes
 
 STEPS, SAVE_AT = 100, 50
 

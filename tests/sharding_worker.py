@@ -35,10 +35,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import shared_ir_context
 from jax.sharding import AxisType, NamedSharding, PartitionSpec, SingleDeviceSharding
 
 import adamjax
 from adamjax import optimizers
+
+shared_ir_context.install()  # one MLIR context per thread, as in the test processes
 
 NUM_STEPS = 3
 MESH_SHAPE = (2, 4)

@@ -35,11 +35,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import shared_ir_context
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 import adamjax
 from adamjax import optimizers
 from adamjax._quantize import QuantizedArray, dequantize, quantize_like, zeros
+
+shared_ir_context.install()  # one MLIR context per thread, as in the test processes
 
 NUM_STEPS = 3
 DEVICES = 8
