@@ -24,17 +24,24 @@ def read_png(path):
     return image, float(np.mean(np.any(image < 0.9, axis=-1)))
 
 
-def _renderer(fig):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+def _renderer(fig, *, laid_out=False):
+    """A renderer in the figure's pixel coordinates, to measure what it draws.
 
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return canvas.get_renderer()
+    Positions are final once the figure is laid out: ``laid_out=True`` after
+    ``savefig`` (which drew it), else the layout runs here without rendering.
+    Measuring needs no second drawing of the pixels.
+    """
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    if not laid_out:
+        fig.draw_without_rendering()
+    width, height = fig.bbox.size
+    return RendererAgg(int(width), int(height), fig.dpi)
 
 
-def legend_overlaps(fig):
+def legend_overlaps(fig, renderer=None):
     """(legend box, axes title, number of data points of that axes' lines inside the box) for every overlap."""
-    renderer = _renderer(fig)
+    renderer = renderer or _renderer(fig)
     legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
     found = []
     for legend in legends:
@@ -64,7 +71,7 @@ def check_figure(fig, path, min_ink=0.03, min_axes_ink=0.01):
     width, height = fig.get_size_inches() * fig.dpi
     assert image.shape[:2] == (round(height), round(width))
     assert ink > min_ink, f"only {ink:.1%} of the figure is drawn"
-    renderer = _renderer(fig)
+    renderer = _renderer(fig, laid_out=True)
     assert fig.get_suptitle().strip(), "the figure has no title"
     bottoms = {}
     for ax in fig.axes:
@@ -81,7 +88,7 @@ def check_figure(fig, path, min_ink=0.03, min_axes_ink=0.01):
             bottoms[left] = (box.y0, ax)
     for _, ax in bottoms.values():
         assert ax.get_xlabel().startswith("step"), "the bottom panel of a column has no step label"
-    assert legend_overlaps(fig) == []
+    assert legend_overlaps(fig, renderer) == []
     # Nor over the titles.
     titles = [fig._suptitle] + [ax.title for ax in fig.axes]
     for legend in fig.legends:
