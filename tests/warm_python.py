@@ -302,6 +302,8 @@ class WarmPython:
         if self._server.stdin is not None:
             self._server.stdin.close()
         self._server.wait(timeout=30)
+        if self._server.stdout is not None:  # the replies' pipe, read through its descriptor
+            self._server.stdout.close()
 
 
 if __name__ == "__main__":
